@@ -1,0 +1,79 @@
+"""Hugging Face models playground: CLI/env -> AppConfig -> services -> Blocks -> queue -> launch."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import gradio as gr
+
+from components import chat_tab, models_tab, text_tab
+from components.models_tab import ModelsDeps
+from config import REPO_DIR, AppConfig
+from services import Services, build_services
+
+logger = logging.getLogger(__name__)
+TITLE = "Hugging Face models playground"
+
+
+def build_app(services: Services) -> gr.Blocks:
+    """Compose the tabs; every tab gets its dependencies passed in."""
+    config, catalog = services.config, services.catalog
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(f"## 🤗 {TITLE}")
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                chat_tab.build(services.text, catalog, config, services.registry)
+            with gr.Tab("Text generation", id="text"):
+                text_tab.build(services.text, catalog, config, services.registry)
+            with gr.Tab("Models", id="models"):
+                deps = ModelsDeps(cache=services.cache, loaders={"chat": services.text,
+                                                                  "text-generation": services.text},
+                                  placement_note=services.placement.note)
+                models = models_tab.build(deps, catalog)
+        demo.load(models.listing, None, models.view, api_visibility="private")
+    return demo
+
+
+def preload(services: Services) -> None:
+    """Load the default chat model in the background so the first message does not wait for it."""
+    ref = services.catalog.default("chat")
+    try:
+        services.text.load(ref)
+    except Exception:  # the tabs report load errors to the user when they ask for the model
+        logger.exception("preloading %s failed", ref)
+
+
+def launch(services: Services, demo: gr.Blocks, block: bool = True) -> gr.Blocks:
+    config = services.config
+    demo.queue(default_concurrency_limit=8)
+    demo.launch(
+        server_name=config.host, server_port=config.port, share=config.share,
+        auth=list(config.auth) or None, max_file_size=f"{config.max_upload_mb}mb",
+        theme=gr.themes.Soft(), css_paths=[REPO_DIR / "assets" / "style.css"],
+        prevent_thread_lock=True, quiet=False,
+    )
+    if config.preload:
+        threading.Thread(target=preload, args=(services,), name="preload", daemon=True).start()
+    if block:
+        demo.block_thread()
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    start = time.perf_counter()
+    config = AppConfig.from_args(argv)
+    if config.torch_threads:
+        import torch
+
+        torch.set_num_threads(config.torch_threads)
+    services = build_services(config)
+    demo = build_app(services)
+    logger.info("app built in %.2f s", time.perf_counter() - start)
+    launch(services, demo)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Chat tab: a streaming conversation with any chat model, with retry, undo, edit, export and import."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Any
+
+import gradio as gr
+
+from components import conversation_io
+from components.common import (
+    USER_ERRORS, ParamControls, StopRegistry, build_param_controls, params_or_error, preset_values,
+    session_key, user_error,
+)
+from config import AppConfig
+from models.catalog import Catalog
+from models.generation import GenerationError
+from models.params import GenerationParams
+
+Messages = list[dict[str, str]]
+ChatOutput = tuple[Messages, Messages, dict[str, Any]]  # chatbot, conversation state, stats of the last reply
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and accurately."
+
+
+@dataclass
+class ChatDeps:
+    """What the chat handlers need, injected by `build`."""
+
+    engine: Any  # models.text.TextEngine or a fake with the same `chat` method
+    registry: StopRegistry
+    max_new_tokens: int
+
+
+@dataclass
+class ChatTab:
+    """Handles other tabs may need (e.g. the Datasets tab sends a cell into `message`)."""
+
+    message: gr.Textbox
+    chatbot: gr.Chatbot
+    model: gr.Dropdown
+
+
+def stream_reply(history: Messages, message: str, system_prompt: str, model: str, params: GenerationParams,
+                 session: str, deps: ChatDeps) -> Iterator[ChatOutput]:
+    """Append `message` to `history` and stream the assistant's reply, keeping everything that arrived."""
+    convo = [*history, {"role": "user", "content": message}]
+    shown = [*convo, {"role": "assistant", "content": ""}]
+    prompt = ([{"role": "system", "content": system_prompt.strip()}] if system_prompt.strip() else []) + convo
+    yield shown, history, {}  # the question appears at once; the state changes only once a reply starts
+    text, stats = "", {}
+    with deps.registry.generation(session) as stop:
+        try:
+            for update in deps.engine.chat(model, prompt, params, stop=stop):
+                if update.stats is not None:
+                    stats = asdict(update.stats)
+                if update.delta or update.stats is not None:
+                    text += update.delta
+                    shown = [*convo, {"role": "assistant", "content": text}]
+                    yield shown, shown, stats
+        except GenerationError as exc:
+            kept = [*convo, {"role": "assistant", "content": text}] if text else convo
+            yield kept, kept, stats
+            raise user_error(exc, "Generation failed") from None
+        except USER_ERRORS as exc:
+            yield history, history, stats  # nothing was generated: put the conversation back as it was
+            raise user_error(exc, f"Could not answer with {model}") from None
+    if stats.get("trimmed_messages"):
+        gr.Warning(f"The conversation is longer than the model's context: the oldest {stats['trimmed_messages']} "
+                   f"messages were left out of this reply's prompt (they stay in your history).")
+
+
+def _params(deps: ChatDeps, values: tuple[Any, ...]) -> GenerationParams:
+    return params_or_error(deps.max_new_tokens, values)
+
+
+def chat(message: str, history: Messages, system_prompt: str, model: str, *values: Any,
+         request: gr.Request = None, deps: ChatDeps) -> Iterator[ChatOutput]:
+    """Send a message and stream the reply."""
+    message = (message or "").strip()
+    if not message:
+        raise gr.Error("The message is empty: type something to send.")
+    params = _params(deps, values)
+    yield from stream_reply(history or [], message, system_prompt or "", model, params, session_key(request), deps)
+
+
+def last_user_index(history: Messages) -> int:
+    for i in range(len(history) - 1, -1, -1):
+        if history[i]["role"] == "user":
+            return i
+    raise gr.Error("There is no message of yours in this conversation yet.")
+
+
+def retry(history: Messages, system_prompt: str, model: str, *values: Any, request: gr.Request = None,
+          deps: ChatDeps) -> Iterator[ChatOutput]:
+    """Generate the last reply again."""
+    i = last_user_index(history or [])
+    params = _params(deps, values)
+    yield from stream_reply(history[:i], history[i]["content"], system_prompt or "", model, params,
+                            session_key(request), deps)
+
+
+def undo(history: Messages) -> tuple[Messages, Messages, str]:
+    """Remove the last exchange and put its message back in the input box."""
+    i = last_user_index(history or [])
+    return history[:i], history[:i], history[i]["content"]
+
+
+def _edited_text(value: Any) -> str:
+    if isinstance(value, dict):
+        value = value.get("text", value.get("content", ""))
+    if isinstance(value, list):
+        value = " ".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in value)
+    return str(value or "").strip()
+
+
+def edit(history: Messages, system_prompt: str, model: str, *values: Any, data: gr.EditData,
+         request: gr.Request = None, deps: ChatDeps) -> Iterator[ChatOutput]:
+    """Replace one of the user's messages and answer again from there."""
+    i = data.index if isinstance(data.index, int) else data.index[0]
+    if not 0 <= i < len(history or []) or history[i]["role"] != "user":
+        raise gr.Error("Only your own messages can be edited.")
+    text = _edited_text(data.value)
+    if not text:
+        raise gr.Error("The edited message is empty: type something.")
+    yield from stream_reply(history[:i], text, system_prompt or "", model, _params(deps, values),
+                            session_key(request), deps)
+
+
+def stop(request: gr.Request = None, *, registry: StopRegistry) -> str:
+    """Stop this session's running generation."""
+    return "stopped" if registry.stop(session_key(request)) else "nothing to stop"
+
+
+def render_info(stats: dict[str, Any]) -> str:
+    """One line under the chat: tokens, speed, seed."""
+    if not stats:
+        return ""
+    return (f"{stats['generated_tokens']} tokens · {stats['tokens_per_s']} tokens/s · first token "
+            f"{stats['ttft_s'] * 1000:.0f} ms · seed {stats['seed']} · {stats['finish_reason']}")
+
+
+def restore_draft(draft: str, history: Messages) -> str:
+    """After a failed send, give the typed message back unless it made it into the conversation."""
+    kept = any(m["role"] == "user" and m["content"] == draft.strip() for m in (history or [])[-2:])
+    return "" if kept else draft
+
+
+def _layout(config: AppConfig, catalog: Catalog) -> tuple[dict[str, Any], ParamControls]:
+    ui: dict[str, Any] = {}
+    with gr.Row():
+        with gr.Column(scale=3):
+            ui["chatbot"] = gr.Chatbot(label="Conversation", height=480, editable="user",
+                                       buttons=["copy", "copy_all"], placeholder="Ask anything to start.")
+            with gr.Row():
+                ui["message"] = gr.Textbox(placeholder="Type a message and press Enter", show_label=False,
+                                           scale=6, lines=1, max_lines=8, elem_id="chat-message")
+                ui["send"] = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
+                ui["stop"] = gr.Button("Stop", variant="stop", scale=1)
+            ui["info"] = gr.Markdown(elem_id="chat-info")
+            with gr.Row():
+                ui["new"] = gr.Button("New chat", size="sm")
+                ui["export"] = gr.Button("Export JSON", size="sm")
+                ui["import"] = gr.UploadButton("Import JSON", file_types=[".json"], size="sm")
+            ui["file"] = gr.File(label="Exported conversation", visible=False)
+        with gr.Column(scale=1):
+            ui["model"] = gr.Dropdown(catalog.choices("chat"), value=catalog.default("chat"), label="Model",
+                                      allow_custom_value=True, info="hub id or a local folder")
+            ui["system"] = gr.Textbox(DEFAULT_SYSTEM_PROMPT, label="System prompt", lines=3)
+            ui["preset"] = gr.Dropdown(list(catalog.presets), value=None, label="Preset")
+            controls = build_param_controls(config.max_new_tokens)
+    ui["history"], ui["stats"], ui["draft"] = gr.State([]), gr.State({}), gr.State("")
+    return ui, controls
+
+
+def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegistry) -> ChatTab:
+    """Lay out the Chat tab, then wire its events."""
+    ui, controls = _layout(config, catalog)
+    deps = ChatDeps(engine=engine, registry=registry, max_new_tokens=config.max_new_tokens)
+    settings = [ui["system"], ui["model"], *controls.components()]
+    outputs = [ui["chatbot"], ui["history"], ui["stats"]]
+    _wire_generation(ui, settings, outputs, deps)
+    ui["stop"].click(partial(stop, registry=registry), None, None, api_name="stop", concurrency_limit=None)
+    ui["new"].click(lambda: ([], [], {}, ""), None, [*outputs, ui["info"]], api_name="clear")
+    ui["export"].click(conversation_io.export_file, [ui["history"], ui["system"], ui["model"]], ui["file"],
+                       api_name="export_chat")
+    ui["import"].upload(conversation_io.import_file, [ui["import"], ui["history"], ui["system"]],
+                        [ui["chatbot"], ui["history"], ui["system"]], api_name="import_chat")
+    ui["preset"].change(partial(preset_values, catalog.presets), ui["preset"], controls.components(),
+                        api_visibility="private")
+    return ChatTab(message=ui["message"], chatbot=ui["chatbot"], model=ui["model"])
+
+
+def _wire_generation(ui: dict[str, Any], settings: list, outputs: list, deps: ChatDeps) -> None:
+    def after(event: Any) -> None:
+        event.then(render_info, ui["stats"], ui["info"], api_visibility="private")
+
+    triggers = [ui["message"].submit, ui["send"].click]
+    gr.on(triggers, lambda m: ("", m), ui["message"], [ui["message"], ui["draft"]], queue=False,
+          api_visibility="private")
+    sent = gr.on(triggers, partial(chat, deps=deps), [ui["message"], ui["history"], *settings], outputs,
+                 api_name="chat", concurrency_limit=8)
+    after(sent)
+    sent.failure(restore_draft, [ui["draft"], ui["history"]], ui["message"], api_visibility="private")
+    after(ui["chatbot"].retry(partial(retry, deps=deps), [ui["history"], *settings], outputs, api_name="retry",
+                              concurrency_limit=8))
+    ui["chatbot"].undo(undo, ui["history"], [ui["chatbot"], ui["history"], ui["message"]], api_name="undo")
+    after(ui["chatbot"].edit(partial(edit, deps=deps), [ui["history"], *settings], outputs,
+                             api_visibility="private", concurrency_limit=8))
+

@@ -1,0 +1,119 @@
+"""Pieces shared by the tabs: sampling controls, the per-session stop registry, error translation."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from models.generation import GenerationError
+from models.params import LIMITS, GenerationParams, parse_params
+from models.resolve import ModelNotFound
+
+PARAM_NAMES = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed")
+# errors whose message is written for the user (what was expected, what arrived)
+USER_ERRORS = (ValueError, LookupError, ModelNotFound, RuntimeError)
+
+
+class StopRegistry:
+    """The running generation of each session, so a Stop click (or `/stop` call) ends exactly that one."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def generation(self, session: str) -> Iterator[threading.Event]:
+        """A fresh stop event for this session's new generation, forgotten when it ends."""
+        event = threading.Event()
+        with self._lock:
+            self._events[session] = event
+        try:
+            yield event
+        finally:
+            with self._lock:
+                if self._events.get(session) is event:
+                    del self._events[session]
+
+    def stop(self, session: str) -> bool:
+        """Stop the session's running generation; False when none runs."""
+        with self._lock:
+            event = self._events.get(session)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def running(self) -> int:
+        with self._lock:
+            return len(self._events)
+
+
+def session_key(request: gr.Request | None) -> str:
+    """Who is asking: the logged-in user plus the browser session (or API client)."""
+    if request is None:
+        return "local"
+    user = getattr(request, "username", None) or ""
+    return f"{user}:{request.session_hash}"
+
+
+@dataclass
+class ParamControls:
+    """The sampling widgets, in the order handlers receive their values."""
+
+    temperature: gr.Slider
+    top_p: gr.Slider
+    top_k: gr.Slider
+    repetition_penalty: gr.Slider
+    max_new_tokens: gr.Slider
+    seed: gr.Number
+
+    def components(self) -> list[gr.components.Component]:
+        return [getattr(self, name) for name in PARAM_NAMES]
+
+
+def build_param_controls(max_new_tokens_limit: int, defaults: GenerationParams | None = None) -> ParamControls:
+    """Sliders for the sampling parameters (the server validates again: sliders are only a hint)."""
+    d = defaults or GenerationParams()
+
+    def slider(name: str, label: str, value: float, step: float, info: str) -> gr.Slider:
+        low, high, _ = LIMITS[name]
+        high = max_new_tokens_limit if name == "max_new_tokens" else high
+        return gr.Slider(low, high, value=value, step=step, label=label, info=info)
+
+    return ParamControls(
+        temperature=slider("temperature", "Temperature", d.temperature, 0.05, "0 = greedy (deterministic)"),
+        top_p=slider("top_p", "Top-p", d.top_p, 0.01, "nucleus sampling"),
+        top_k=slider("top_k", "Top-k", d.top_k, 1, "0 = off"),
+        repetition_penalty=slider("repetition_penalty", "Repetition penalty", d.repetition_penalty, 0.01,
+                                  "1 = off; 1.1-1.2 stops small models looping"),
+        max_new_tokens=slider("max_new_tokens", "Max new tokens", d.max_new_tokens, 1, "length limit of the reply"),
+        seed=gr.Number(value=d.seed, precision=0, label="Seed", info="-1 = random; the seed used is shown"),
+    )
+
+
+def params_or_error(max_new_tokens_limit: int, values: tuple[Any, ...]) -> GenerationParams:
+    """Parse the control values in PARAM_NAMES order, turning a bad value into a gr.Error."""
+    try:
+        return parse_params(max_new_tokens_limit, **dict(zip(PARAM_NAMES, values, strict=True)))
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def preset_values(presets: dict[str, dict[str, float]], name: str) -> list[Any]:
+    """Slider updates for a named preset; parameters the preset leaves out keep their value."""
+    preset = presets.get(name)
+    if preset is None:
+        raise gr.Error(f"unknown preset {name!r}; choose one of {sorted(presets)}")
+    return [preset.get(p, gr.skip()) for p in PARAM_NAMES]
+
+
+def user_error(exc: BaseException, what: str) -> gr.Error:
+    """A gr.Error for a failure the user can act on; the message names what failed."""
+    if isinstance(exc, GenerationError):
+        return gr.Error(f"{exc} Everything up to the failure is kept.")
+    return gr.Error(f"{what}: {exc}")

@@ -1,0 +1,111 @@
+"""Models tab: what is loaded, where, in which precision, how much memory; load and unload."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from functools import partial
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import gradio as gr
+import psutil
+
+from components.common import USER_ERRORS
+from models.cache import ModelCache
+from models.catalog import Catalog
+
+COLUMNS = ["model", "task", "device", "dtype", "parameters (M)", "memory (MB)", "load time (s)", "idle (s)",
+           "in use", "source"]
+
+
+class Loader(Protocol):
+    def load(self, ref: str, progress: Any = None) -> Any: ...
+
+
+@dataclass
+class ModelsDeps:
+    cache: ModelCache
+    loaders: dict[str, Loader]  # task -> engine that can load models for it
+    placement_note: str
+
+
+def list_models(deps: ModelsDeps) -> tuple[list[list[Any]], str, gr.Dropdown]:
+    """The loaded models as table rows, a memory summary, and the unload choices."""
+    rows = [[r.key, r.task, r.device, r.dtype, round(r.parameters / 1e6, 1), r.memory_mb, r.load_seconds,
+             r.idle_seconds, r.in_use, r.source] for r in deps.cache.rows()]
+    rss = psutil.Process(os.getpid()).memory_info().rss / 2**20
+    loading = deps.cache.loading()
+    summary = (f"**{len(rows)}** loaded (limit {deps.cache.max_models}) · models "
+               f"**{deps.cache.memory_bytes() / 2**20:.0f} MB** · app process **{rss:.0f} MB** resident")
+    if loading:
+        summary += f" · loading: {', '.join(loading)}"
+    if deps.placement_note:
+        summary += f"\n\n⚠️ {deps.placement_note}"
+    keys = [r[0] for r in rows]
+    return rows, summary, gr.Dropdown(choices=keys, value=keys[-1] if keys else None)
+
+
+def load_model(task: str, ref: str, progress: gr.Progress = gr.Progress(), *, deps: ModelsDeps) -> str:
+    """Load a model for a task (kept in the cache, ready for the tabs)."""
+    loader = deps.loaders.get(task)
+    if loader is None:
+        raise gr.Error(f"Unknown task {task!r}; choose one of {sorted(deps.loaders)}.")
+    ref = (ref or "").strip()
+    if not ref:
+        raise gr.Error("Type a model id (owner/name) or a folder to load.")
+    start = time.perf_counter()
+    try:
+        loader.load(ref, progress=lambda fraction, message: progress(fraction, desc=message))
+    except USER_ERRORS as exc:
+        raise gr.Error(f"Could not load {ref}: {exc}. The models already loaded are still available.") from None
+    return f"Loaded **{ref}** in {time.perf_counter() - start:.1f} s."
+
+
+def unload_model(key: str, *, deps: ModelsDeps) -> str:
+    """Unload a model and free its memory."""
+    if not key:
+        raise gr.Error("Choose a loaded model to unload.")
+    if not deps.cache.unload(key):
+        raise gr.Error(f"{key} is not loaded.")
+    return f"Unloaded **{key}**."
+
+
+@dataclass
+class ModelsTab:
+    """The app refreshes `view` with `listing` when a page loads."""
+
+    listing: Callable[[], tuple[list[list[Any]], str, gr.Dropdown]]
+    view: list[gr.components.Component]
+
+
+def build(deps: ModelsDeps, catalog: Catalog) -> ModelsTab:
+    """Lay out the Models tab, then wire its events."""
+    tasks = sorted(deps.loaders)
+    summary = gr.Markdown()
+    table = gr.Dataframe(headers=COLUMNS, label="Loaded models", interactive=False, wrap=True)
+    with gr.Row():
+        with gr.Column():
+            task = gr.Dropdown(tasks, value=tasks[0], label="Task")
+            ref = gr.Dropdown(catalog.choices(tasks[0]), value=catalog.default(tasks[0]), label="Model to load",
+                              allow_custom_value=True, info="hub id or a local folder")
+            load = gr.Button("Load", variant="primary")
+        with gr.Column():
+            loaded = gr.Dropdown([], label="Loaded model")
+            unload = gr.Button("Unload", variant="stop")
+            refresh = gr.Button("Refresh")
+    status = gr.Markdown()
+    timer = gr.Timer(5)
+
+    listing = partial(list_models, deps)
+    view = [table, summary, loaded]
+    task.change(lambda t: gr.Dropdown(catalog.choices(t), value=catalog.default(t) if t in catalog.tasks else None),
+                task, ref, api_visibility="private")
+    load.click(partial(load_model, deps=deps), [task, ref], status, api_name="load_model").then(
+        listing, None, view, api_visibility="private")
+    unload.click(partial(unload_model, deps=deps), loaded, status, api_name="unload_model").then(
+        listing, None, view, api_visibility="private")
+    refresh.click(listing, None, view, api_name="models_list")
+    timer.tick(listing, None, view, api_visibility="private", show_progress="hidden")
+    return ModelsTab(listing=listing, view=view)

@@ -1,0 +1,128 @@
+"""Text generation tab: raw completion of a prompt, streamed, with stop strings, timings and token probabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Any
+
+import gradio as gr
+
+from components.common import (
+    USER_ERRORS, StopRegistry, build_param_controls, params_or_error, preset_values, session_key, user_error,
+)
+from components.chat_tab import stop as stop_generation
+from config import AppConfig
+from models.catalog import Catalog
+from models.generation import GenerationError
+
+MAX_STOP_STRINGS = 8
+# probability buckets for the token view, most confident first
+BUCKETS = (("≥ 90%", 0.9, "#16a34a"), ("50–90%", 0.5, "#84cc16"), ("10–50%", 0.1, "#f59e0b"), ("< 10%", 0.0, "#ef4444"))
+GenerateOutput = tuple[str, dict[str, Any], list[tuple[str, float | None]]]
+
+
+@dataclass
+class TextDeps:
+    engine: Any  # models.text.TextEngine or a fake with the same `complete` method
+    registry: StopRegistry
+    max_new_tokens: int
+
+
+@dataclass
+class TextTab:
+    prompt: gr.Textbox
+    output: gr.Textbox
+
+
+def parse_stop_strings(text: str) -> tuple[str, ...]:
+    """One stop string per line; `\\n` and `\\t` stand for a newline and a tab."""
+    stops = tuple(line.replace("\\n", "\n").replace("\\t", "\t") for line in (text or "").splitlines() if line)
+    if len(stops) > MAX_STOP_STRINGS:
+        raise gr.Error(f"At most {MAX_STOP_STRINGS} stop strings, got {len(stops)}.")
+    if any(len(s) > 100 for s in stops):
+        raise gr.Error("Each stop string must be at most 100 characters.")
+    return stops
+
+
+def generate(prompt: str, stop_text: str, model: str, show_probs: bool, *values: Any,
+             request: gr.Request = None, deps: TextDeps) -> Iterator[GenerateOutput]:
+    """Stream a completion of `prompt`."""
+    if not (prompt or "").strip():
+        raise gr.Error("The prompt is empty: type the beginning of a text to continue.")
+    params = params_or_error(deps.max_new_tokens, values)
+    stops = parse_stop_strings(stop_text)
+    text, stats, tokens = "", {}, []
+    with deps.registry.generation(session_key(request)) as stop:
+        try:
+            for update in deps.engine.complete(model, prompt, params, stop_strings=stops, stop=stop,
+                                               with_probs=bool(show_probs)):
+                text += update.delta
+                tokens.extend(update.tokens)
+                if update.stats is not None:
+                    stats = asdict(update.stats)
+                yield text, stats, tokens
+        except GenerationError as exc:
+            yield text, stats, tokens
+            raise user_error(exc, "Generation failed") from None
+        except USER_ERRORS as exc:
+            raise user_error(exc, f"Could not generate with {model}") from None
+    if stats.get("trimmed_prompt_tokens"):
+        gr.Warning(f"The prompt is longer than the model accepts: its first {stats['trimmed_prompt_tokens']} "
+                   f"tokens were left out.")
+
+
+def bucket(prob: float | None) -> str | None:
+    if prob is None:
+        return None
+    return next(label for label, low, _ in BUCKETS if prob >= low)
+
+
+def render_details(stats: dict[str, Any], tokens: list[tuple[str, float | None]]) -> tuple[str, list]:
+    """Token counts and timings, and each generated token labelled by its probability."""
+    if not stats:
+        return "", []
+    line = (f"**{stats['prompt_tokens']}** prompt tokens · **{stats['generated_tokens']}** generated · first token "
+            f"**{stats['ttft_s'] * 1000:.0f} ms** · **{stats['tokens_per_s']} tokens/s** · finished by "
+            f"{stats['finish_reason']} · seed {stats['seed']}")
+    return line, [(piece, bucket(prob)) for piece, prob in tokens if piece]
+
+
+def _layout(config: AppConfig, catalog: Catalog) -> tuple[dict[str, Any], Any]:
+    ui: dict[str, Any] = {}
+    with gr.Row():
+        with gr.Column(scale=3):
+            ui["prompt"] = gr.Textbox(label="Prompt", lines=6, placeholder="Once upon a time", elem_id="gen-prompt")
+            with gr.Row():
+                ui["go"] = gr.Button("Generate", variant="primary")
+                ui["stop"] = gr.Button("Stop", variant="stop")
+            ui["output"] = gr.Textbox(label="Completion", lines=10, buttons=["copy"], elem_id="gen-output")
+            ui["details"] = gr.Markdown()
+            ui["tokens"] = gr.HighlightedText(label="Tokens by probability", show_legend=True,
+                                              color_map={label: color for label, _, color in BUCKETS})
+        with gr.Column(scale=1):
+            ui["model"] = gr.Dropdown(catalog.choices("text-generation"), value=catalog.default("text-generation"),
+                                      label="Model", allow_custom_value=True, info="hub id or a local folder")
+            ui["stops"] = gr.Textbox(label="Stop strings", lines=2, info="one per line; \\n for a newline")
+            ui["probs"] = gr.Checkbox(label="Colour tokens by probability", value=False)
+            ui["preset"] = gr.Dropdown(list(catalog.presets), value=None, label="Preset")
+            controls = build_param_controls(config.max_new_tokens)
+    ui["stats"], ui["token_list"] = gr.State({}), gr.State([])
+    return ui, controls
+
+
+def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegistry) -> TextTab:
+    """Lay out the Text generation tab, then wire its events."""
+    ui, controls = _layout(config, catalog)
+    deps = TextDeps(engine=engine, registry=registry, max_new_tokens=config.max_new_tokens)
+    inputs = [ui["prompt"], ui["stops"], ui["model"], ui["probs"], *controls.components()]
+    done = gr.on([ui["go"].click, ui["prompt"].submit], partial(generate, deps=deps), inputs,
+                 [ui["output"], ui["stats"], ui["token_list"]], api_name="generate", concurrency_limit=8)
+    done.then(render_details, [ui["stats"], ui["token_list"]], [ui["details"], ui["tokens"]],
+              api_name="generation_details")
+    ui["stop"].click(partial(stop_generation, registry=registry), None, None, api_visibility="private",
+                     concurrency_limit=None)
+    ui["preset"].change(partial(preset_values, catalog.presets), ui["preset"], controls.components(),
+                        api_visibility="private")
+    return TextTab(prompt=ui["prompt"], output=ui["output"])

@@ -1,0 +1,155 @@
+"""Application settings: environment variables (the Spaces way) overridden by command-line flags.
+
+One frozen `AppConfig` is built in `app.main()` and passed down; nothing reads settings as a global.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_DIR = Path(__file__).resolve().parent
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    value = os.getenv(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_float(name: str) -> float | None:
+    value = os.getenv(name, "").strip()
+    return float(value) if value else None
+
+
+def default_data_dir() -> Path:
+    """Where the app keeps converted models and user data unless told otherwise."""
+    base = os.getenv("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hf-playground"
+
+
+def parse_auth(pairs: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Turn ``user:password`` strings into pairs.
+
+    Raises:
+        ValueError: when an entry has no colon or an empty user name.
+    """
+    result = []
+    for pair in pairs:
+        user, sep, password = pair.partition(":")
+        if not sep or not user:
+            raise ValueError(f"--auth expects user:password, got {pair!r}")
+        result.append((user, password))
+    return tuple(result)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Every setting the app reads, resolved once at start-up."""
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    auth: tuple[tuple[str, str], ...] = ()
+    device: str = "auto"
+    dtype: str = "auto"
+    offline: bool = False
+    catalog_path: Path = REPO_DIR / "assets" / "catalog.json"
+    data_dir: Path = field(default_factory=default_data_dir)
+    allowed_dirs: tuple[Path, ...] = ()
+    max_loaded_models: int = 2
+    max_memory_gb: float | None = None
+    idle_unload_s: float | None = None
+    trust_remote_code: bool = False
+    max_input_tokens: int = 4096
+    max_new_tokens: int = 2048
+    preload: bool = True
+    torch_threads: int | None = None
+    max_upload_mb: int = 200
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be between 1 and 65535, got {self.port}")
+        if self.max_loaded_models < 1:
+            raise ValueError(f"max_loaded_models must be at least 1, got {self.max_loaded_models}")
+
+    @property
+    def models_dir(self) -> Path:
+        """Converted embedded models live here, outside the repository."""
+        return self.data_dir / "models"
+
+    @property
+    def readable_dirs(self) -> tuple[Path, ...]:
+        """Directories local model folders and files may be read from."""
+        return (REPO_DIR / "assets", self.data_dir, *self.allowed_dirs)
+
+    @classmethod
+    def from_args(cls, argv: list[str] | None = None) -> AppConfig:
+        """Build the config from env vars, then command-line flags on top."""
+        args = build_parser().parse_args(argv)
+        return cls(
+            host=args.host,
+            port=args.port,
+            share=args.share,
+            auth=parse_auth(args.auth),
+            device=args.device,
+            dtype=args.dtype,
+            offline=args.offline,
+            catalog_path=Path(args.catalog),
+            data_dir=Path(args.data_dir),
+            allowed_dirs=tuple(Path(p).resolve() for p in args.allow_dir),
+            max_loaded_models=args.max_loaded_models,
+            max_memory_gb=args.max_memory_gb,
+            idle_unload_s=args.idle_unload_s,
+            trust_remote_code=args.trust_remote_code,
+            max_input_tokens=args.max_input_tokens,
+            max_new_tokens=args.max_new_tokens,
+            preload=not args.no_preload,
+            torch_threads=args.threads,
+            max_upload_mb=args.max_upload_mb,
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags, each defaulting to its environment variable."""
+    env = os.getenv
+    p = argparse.ArgumentParser(description="Hugging Face models playground")
+    p.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"), help="env GRADIO_SERVER_NAME")
+    p.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")), help="env GRADIO_SERVER_PORT")
+    p.add_argument("--share", action="store_true", default=_env_bool("PLAYGROUND_SHARE"), help="public gradio link")
+    auth_env = [a for a in env("PLAYGROUND_AUTH", "").split(",") if a]
+    p.add_argument("--auth", action="append", default=auth_env, metavar="USER:PASSWORD",
+                   help="require login; repeatable (env PLAYGROUND_AUTH, comma separated)")
+    p.add_argument("--device", choices=DEVICES, default=env("PLAYGROUND_DEVICE", "auto"))
+    p.add_argument("--dtype", choices=DTYPES, default=env("PLAYGROUND_DTYPE", "auto"))
+    p.add_argument("--offline", action="store_true",
+                   default=_env_bool("PLAYGROUND_OFFLINE") or _env_bool("HF_HUB_OFFLINE"),
+                   help="never contact the hub (env PLAYGROUND_OFFLINE or HF_HUB_OFFLINE)")
+    p.add_argument("--catalog", default=env("PLAYGROUND_CATALOG", str(REPO_DIR / "assets" / "catalog.json")),
+                   help="model catalog and presets (JSON)")
+    p.add_argument("--data-dir", default=env("PLAYGROUND_DATA_DIR", str(default_data_dir())))
+    allow_env = [d for d in env("PLAYGROUND_ALLOWED_DIRS", "").split(os.pathsep) if d]
+    p.add_argument("--allow-dir", action="append", default=allow_env, metavar="DIR",
+                   help="extra directory local models and files may be read from; repeatable")
+    p.add_argument("--max-loaded-models", type=int, default=int(env("PLAYGROUND_MAX_LOADED_MODELS", "2")))
+    p.add_argument("--max-memory-gb", type=float, default=_env_float("PLAYGROUND_MAX_MEMORY_GB"))
+    p.add_argument("--idle-unload-s", type=float, default=_env_float("PLAYGROUND_IDLE_UNLOAD_S"),
+                   help="unload a model unused for this many seconds")
+    p.add_argument("--trust-remote-code", action="store_true", default=_env_bool("PLAYGROUND_TRUST_REMOTE_CODE"))
+    p.add_argument("--max-input-tokens", type=int, default=int(env("MAX_INPUT_TOKENS", "4096")))
+    p.add_argument("--max-new-tokens", type=int, default=int(env("MAX_NEW_TOKENS", "2048")))
+    p.add_argument("--no-preload", action="store_true", default=_env_bool("PLAYGROUND_NO_PRELOAD"),
+                   help="do not load the default chat model in the background at start")
+    threads = env("PLAYGROUND_THREADS", "")
+    p.add_argument("--threads", type=int, default=int(threads) if threads else None, help="torch CPU threads")
+    p.add_argument("--max-upload-mb", type=int, default=int(env("PLAYGROUND_MAX_UPLOAD_MB", "200")))
+    return p

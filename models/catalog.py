@@ -1,0 +1,72 @@
+"""The model catalog: per task, the default and suggested models, plus named generation presets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.params import LIMITS
+
+
+@dataclass(frozen=True)
+class TaskModels:
+    default: str
+    suggested: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What `assets/catalog.json` (or the file given by `--catalog`) holds."""
+
+    tasks: dict[str, TaskModels] = field(default_factory=dict)
+    presets: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def default(self, task: str) -> str:
+        try:
+            return self.tasks[task].default
+        except KeyError:
+            raise KeyError(f"the catalog has no task {task!r}; it has {sorted(self.tasks)}") from None
+
+    def choices(self, task: str) -> list[str]:
+        """The default first, then the suggestions, without repeats."""
+        entry = self.tasks.get(task)
+        if entry is None:
+            return []
+        return list(dict.fromkeys([entry.default, *entry.suggested]))
+
+
+def parse_catalog(data: dict[str, Any], source: str = "catalog") -> Catalog:
+    """Validate the catalog's structure.
+
+    Raises:
+        ValueError: saying which entry is malformed and what was expected.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
+        raise ValueError(f"{source}: expected an object with a 'tasks' object")
+    tasks = {}
+    for task, entry in data["tasks"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("default"), str):
+            raise ValueError(f"{source}: task {task!r} needs a 'default' model id string")
+        suggested = entry.get("suggested", [])
+        if not isinstance(suggested, list) or not all(isinstance(s, str) for s in suggested):
+            raise ValueError(f"{source}: task {task!r} 'suggested' must be a list of model ids")
+        tasks[task] = TaskModels(default=entry["default"], suggested=tuple(suggested))
+    presets = data.get("presets", {})
+    if not isinstance(presets, dict):
+        raise ValueError(f"{source}: 'presets' must be an object of name -> parameters")
+    for name, values in presets.items():
+        bad = set(values) - set(LIMITS) if isinstance(values, dict) else {"<not an object>"}
+        if bad:
+            raise ValueError(f"{source}: preset {name!r} has unknown keys {sorted(bad)}; allowed {sorted(LIMITS)}")
+    return Catalog(tasks=tasks, presets=presets)
+
+
+def load_catalog(path: Path) -> Catalog:
+    """Read and validate a catalog file."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read the model catalog {path}: {exc}") from exc
+    return parse_catalog(data, str(path))

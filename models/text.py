@@ -1,0 +1,164 @@
+"""Text models: loading through the cache, chat and raw completion as token streams."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+from models.cache import Loaded, ModelCache
+from models.device import Placement
+from models.embedded import Progress
+from models.generation import GenerationError, GenerationRun, GenerationStats, StreamUpdate, TextModel
+from models.params import GenerationParams
+from models.resolve import ModelNotFound, ModelResolver, Resolved
+from models.zerogpu import gpu
+
+logger = logging.getLogger(__name__)
+TASK = "text-generation"
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says why and what to try."""
+
+
+class InputTooLong(ValueError):
+    """Even after trimming, the input does not fit the model's context."""
+
+
+class TextEngine:
+    """Chat and completion over any causal LM, with models owned by the shared cache.
+
+    Args:
+        cache: the app's model cache.
+        resolver: finds a model's files.
+        placement: device and dtype for loading.
+        trust_remote_code: allow models that ship their own Python code (off unless the operator opts in).
+        max_input_tokens: cap on prompt tokens, below the model's own context length.
+    """
+
+    def __init__(self, cache: ModelCache, resolver: ModelResolver, placement: Placement, *,
+                 trust_remote_code: bool = False, max_input_tokens: int = 4096):
+        self.cache = cache
+        self.resolver = resolver
+        self.placement = placement
+        self.trust_remote_code = trust_remote_code
+        self.max_input_tokens = max_input_tokens
+
+    # -- loading ---------------------------------------------------------------------------------------------
+    def load(self, ref: str, progress: Progress | None = None) -> TextModel:
+        """Load (or reuse) a model. Raises ModelLoadError / ModelNotFound with a message for the user."""
+        return self.cache.get(ref, lambda: self._load(ref, progress))
+
+    def _load(self, ref: str, progress: Progress | None) -> Loaded:
+        resolved = self.resolver.resolve(ref, progress)
+        try:
+            return self._load_resolved(resolved)
+        except ModelLoadError:
+            raise
+        except OSError as exc:
+            fallback = self.resolver.fallback(ref, progress) if resolved.source == "hub" else None
+            if fallback is None:
+                raise ModelLoadError(f"cannot load {ref} from {resolved.source}: {exc}") from exc
+            logger.warning("hub load of %s failed (%s); using the embedded copy", ref, exc)
+            return self._load_resolved(fallback)
+
+    def _load_resolved(self, resolved: Resolved) -> Loaded:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+        kw = {"trust_remote_code": self.trust_remote_code, "local_files_only": resolved.local_only}
+        try:
+            config = AutoConfig.from_pretrained(resolved.location, **kw)
+        except ValueError as exc:
+            hint = " (it needs --trust-remote-code)" if "trust_remote_code" in str(exc) else ""
+            raise ModelLoadError(f"cannot read the config of {resolved.name}{hint}: {exc}") from exc
+        if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING and not self.trust_remote_code:
+            archs = ", ".join(getattr(config, "architectures", None) or [config.model_type])
+            raise ModelLoadError(f"{resolved.name} is a {config.model_type} model ({archs}), not a text-generation "
+                                 f"model; pick a causal language model")
+        tokenizer = AutoTokenizer.from_pretrained(resolved.location, **kw)
+        p = self.placement
+        model = AutoModelForCausalLM.from_pretrained(resolved.location, dtype=p.dtype, device_map=p.device_map, **kw)
+        model.eval()
+        ctx = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        ctx = ctx or (tokenizer.model_max_length if tokenizer.model_max_length < 1e6 else 2048)
+        eos = model.generation_config.eos_token_id
+        eos_ids = sorted({*(eos if isinstance(eos, list) else [eos] if eos is not None else []),
+                          *([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])})
+        tm = TextModel(model=model, tokenizer=tokenizer, context_length=int(ctx), eos_ids=eos_ids)
+        with torch.inference_mode():  # warm-up: the first generations after a load fault pages in
+            model.generate(**tokenizer("Hello", return_tensors="pt").to(model.device), max_new_tokens=2,
+                           do_sample=False, pad_token_id=eos_ids[0] if eos_ids else None)
+        return Loaded(value=tm, task=TASK, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
+                      parameters=model.num_parameters(), memory_bytes=model.get_memory_footprint(),
+                      source=resolved.source)
+
+    # -- generation ------------------------------------------------------------------------------------------
+    @gpu
+    def chat(self, ref: str, messages: list[dict], params: GenerationParams,
+             stop: threading.Event | None = None, with_probs: bool = False) -> Iterator[StreamUpdate]:
+        """Stream the assistant's reply to `messages` (role/content dicts, optionally led by a system message).
+
+        The oldest turns are dropped when the conversation does not fit; the final update's stats say how many.
+        """
+        with self.cache.use(ref, lambda: self._load(ref, None)) as tm:
+            start = time.perf_counter()
+            ids, trimmed = self._chat_ids(tm, messages, params.max_new_tokens)
+            yield from self._stream(ref, tm, ids, params, stop, (), with_probs, start, trimmed_messages=trimmed)
+
+    @gpu
+    def complete(self, ref: str, prompt: str, params: GenerationParams, stop_strings: tuple[str, ...] = (),
+                 stop: threading.Event | None = None, with_probs: bool = False) -> Iterator[StreamUpdate]:
+        """Stream a raw continuation of `prompt`; a prompt longer than the budget keeps its last tokens."""
+        with self.cache.use(ref, lambda: self._load(ref, None)) as tm:
+            start = time.perf_counter()
+            ids = tm.tokenizer(prompt, add_special_tokens=True).input_ids
+            budget = self._budget(tm, params.max_new_tokens)
+            cut = max(0, len(ids) - budget)
+            yield from self._stream(ref, tm, ids[cut:], params, stop, stop_strings, with_probs, start,
+                                    trimmed_prompt_tokens=cut)
+
+    def count_tokens(self, ref: str, text: str) -> int:
+        tm = self.load(ref)
+        return len(tm.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def _budget(self, tm: TextModel, max_new_tokens: int) -> int:
+        budget = min(self.max_input_tokens, tm.context_length - max_new_tokens)
+        if budget <= 0:
+            raise InputTooLong(f"max_new_tokens={max_new_tokens} leaves no room for input in the model's "
+                               f"{tm.context_length}-token context; lower it")
+        return budget
+
+    def _chat_ids(self, tm: TextModel, messages: list[dict], max_new_tokens: int) -> tuple[list[int], int]:
+        if getattr(tm.tokenizer, "chat_template", None) is None:
+            raise ModelLoadError("this model has no chat template; use it in the Text generation tab")
+        budget = self._budget(tm, max_new_tokens)
+        system = [m for m in messages[:1] if m["role"] == "system"]
+        turns = list(messages[len(system):])
+        dropped = 0
+        while True:
+            text = tm.tokenizer.apply_chat_template(system + turns, add_generation_prompt=True, tokenize=False)
+            ids = tm.tokenizer(text, add_special_tokens=False).input_ids
+            if len(ids) <= budget:
+                return ids, dropped
+            if sum(m["role"] == "user" for m in turns) <= 1:
+                raise InputTooLong(f"the message and system prompt are {len(ids)} tokens; this model accepts "
+                                   f"{budget} with max_new_tokens={max_new_tokens}: shorten the message")
+            turns.pop(0)
+            dropped += 1
+            while turns and turns[0]["role"] != "user":  # a turn starts with the user's message
+                turns.pop(0)
+                dropped += 1
+
+    def _stream(self, ref: str, tm: TextModel, ids: list[int], params: GenerationParams,
+                stop: threading.Event | None, stop_strings: tuple[str, ...], with_probs: bool, start: float,
+                **trim: int) -> Iterator[StreamUpdate]:
+        run = GenerationRun(tm, ids, params, stop or threading.Event(), stop_strings, with_probs)
+        yield from run.stream(ref, start, trim)
+
+
+__all__ = ["GenerationError", "GenerationStats", "InputTooLong", "ModelLoadError", "ModelNotFound",
+           "StreamUpdate", "TextEngine", "TextModel"]

@@ -1,0 +1,37 @@
+"""Builds the long-lived objects the tabs share (cache, engines, registries) from the config, once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components.common import StopRegistry
+from config import AppConfig
+from models.cache import ModelCache
+from models.catalog import Catalog, load_catalog
+from models.device import Placement, choose_placement
+from models.resolve import HubProbe, ModelResolver
+from models.text import TextEngine
+
+
+@dataclass
+class Services:
+    config: AppConfig
+    catalog: Catalog
+    cache: ModelCache
+    placement: Placement
+    resolver: ModelResolver
+    text: TextEngine
+    registry: StopRegistry
+
+
+def build_services(config: AppConfig) -> Services:
+    """Wire the cache, resolver and engines together; loads no model."""
+    catalog = load_catalog(config.catalog_path)
+    max_bytes = int(config.max_memory_gb * 2**30) if config.max_memory_gb else None
+    cache = ModelCache(config.max_loaded_models, max_bytes, config.idle_unload_s)
+    placement = choose_placement(config.device, config.dtype)
+    resolver = ModelResolver(config.readable_dirs, config.models_dir, HubProbe(config.offline))
+    text = TextEngine(cache, resolver, placement, trust_remote_code=config.trust_remote_code,
+                      max_input_tokens=config.max_input_tokens)
+    return Services(config=config, catalog=catalog, cache=cache, placement=placement, resolver=resolver, text=text,
+                    registry=StopRegistry())

@@ -1,0 +1,64 @@
+"""Builders for tests: tiny models, configs, services and a launched app."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+from config import AppConfig
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+CORPUS = [
+    "the capital of france is paris and the capital of italy is rome",
+    "once upon a time there was a small dragon who loved to read books",
+    "hello world, this is a tiny tokenizer for tests; numbers 0 1 2 3 4 5 6 7 8 9",
+] * 20
+
+
+def build_tiny_llama(folder: Path, context: int = 128, seed: int = 0) -> Path:
+    """Save a seeded random LlamaForCausalLM (about 60k parameters) and a trained byte-level BPE tokenizer."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    if (folder / "config.json").exists():
+        return folder
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                   unk_token="<|endoftext|>", pad_token="<|im_end|>")
+    fast.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=context,
+                      bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
+    model = LlamaForCausalLM(cfg)
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+def make_config(tmp_path: Path, models_root: Path, **overrides) -> AppConfig:
+    values = dict(data_dir=tmp_path / "data", allowed_dirs=(models_root,), offline=True, preload=False,
+                  port=free_port(), max_new_tokens=512)
+    values.update(overrides)
+    return AppConfig(**values)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_json(path: Path, data) -> Path:
+    path.write_text(json.dumps(data))
+    return path

@@ -1,0 +1,72 @@
+"""Config, generation parameters and the model catalog."""
+
+from __future__ import annotations
+
+import pytest
+
+from config import AppConfig, parse_auth
+from models.catalog import load_catalog, parse_catalog
+from models.params import GenerationParams, parse_params
+from config import REPO_DIR
+
+
+def test_params_accept_strings_and_numbers():
+    p = parse_params(512, temperature="0.5", top_k=10.0, max_new_tokens="64", seed="7")
+    assert p == GenerationParams(temperature=0.5, top_k=10, max_new_tokens=64, seed=7)
+    assert parse_params(512, temperature=0).greedy
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"temperature": "abc"}, "temperature must be a number, got 'abc'"),
+    ({"temperature": 5}, "temperature must be between 0 and 2, got 5"),
+    ({"top_p": 0}, "top_p must be between"),
+    ({"top_k": 2.5}, "top_k must be a whole number"),
+    ({"max_new_tokens": 100000}, "max_new_tokens must be between 1 and 512"),
+    ({"seed": None}, "seed must be a number"),
+    ({"temperature": float("nan")}, "finite"),
+    ({"bogus": 1}, "unknown generation parameters ['bogus']"),
+])
+def test_params_refuse_bad_values_with_a_message(values, words):
+    with pytest.raises(ValueError, match=None) as info:
+        parse_params(512, **values)
+    assert words in str(info.value)
+
+
+def test_shipped_catalog_defaults_to_smollm2():
+    catalog = load_catalog(REPO_DIR / "assets" / "catalog.json")
+    assert catalog.default("chat") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert catalog.choices("chat")[0] == catalog.default("chat")
+    assert len(catalog.choices("chat")) == len(set(catalog.choices("chat")))
+    for name, values in catalog.presets.items():
+        parse_params(4096, **values)  # every preset is valid
+
+
+def test_catalog_errors_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match="task 'chat' needs a 'default'"):
+        parse_catalog({"tasks": {"chat": {}}})
+    with pytest.raises(ValueError, match="unknown keys"):
+        parse_catalog({"tasks": {}, "presets": {"x": {"warmth": 1}}})
+    bad = tmp_path / "c.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot read the model catalog"):
+        load_catalog(bad)
+
+
+def test_config_from_flags_and_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
+    monkeypatch.setenv("PLAYGROUND_DTYPE", "bfloat16")
+    cfg = AppConfig.from_args(["--auth", "ann:pw", "--auth", "bob:x:y", "--device", "cpu", "--offline",
+                               "--data-dir", str(tmp_path), "--allow-dir", str(tmp_path)])
+    assert cfg.port == 7999 and cfg.dtype == "bfloat16" and cfg.device == "cpu" and cfg.offline
+    assert cfg.auth == (("ann", "pw"), ("bob", "x:y"))
+    assert cfg.models_dir == tmp_path / "models"
+    assert tmp_path.resolve() in cfg.readable_dirs
+
+
+def test_config_refuses_bad_values():
+    with pytest.raises(ValueError, match="user:password"):
+        parse_auth(["nopassword"])
+    with pytest.raises(ValueError, match="device must be one of"):
+        AppConfig(device="tpu")
+    with pytest.raises(SystemExit):
+        AppConfig.from_args(["--dtype", "float8"])
