@@ -75,13 +75,13 @@ def _params(deps: ChatDeps, values: tuple[Any, ...]) -> GenerationParams:
     return params_or_error(deps.max_new_tokens, values)
 
 
-def chat(message: str, history: Messages, system_prompt: str, model: str, *values: Any,
-         request: gr.Request = None, deps: ChatDeps) -> Iterator[ChatOutput]:
+def chat(message: str, history: Messages, system_prompt: str, model: str, temperature: float, top_p: float, top_k: int, repetition_penalty: float, max_new_tokens: int, seed: int,
+         request: gr.Request = None, *, deps: ChatDeps) -> Iterator[ChatOutput]:
     """Send a message and stream the reply."""
     message = (message or "").strip()
     if not message:
         raise gr.Error("The message is empty: type something to send.")
-    params = _params(deps, values)
+    params = _params(deps, (temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed))
     yield from stream_reply(history or [], message, system_prompt or "", model, params, session_key(request), deps)
 
 
@@ -92,11 +92,11 @@ def last_user_index(history: Messages) -> int:
     raise gr.Error("There is no message of yours in this conversation yet.")
 
 
-def retry(history: Messages, system_prompt: str, model: str, *values: Any, request: gr.Request = None,
-          deps: ChatDeps) -> Iterator[ChatOutput]:
+def retry(history: Messages, system_prompt: str, model: str, temperature: float, top_p: float, top_k: int, repetition_penalty: float, max_new_tokens: int, seed: int,
+          request: gr.Request = None, *, deps: ChatDeps) -> Iterator[ChatOutput]:
     """Generate the last reply again."""
     i = last_user_index(history or [])
-    params = _params(deps, values)
+    params = _params(deps, (temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed))
     yield from stream_reply(history[:i], history[i]["content"], system_prompt or "", model, params,
                             session_key(request), deps)
 
@@ -115,8 +115,8 @@ def _edited_text(value: Any) -> str:
     return str(value or "").strip()
 
 
-def edit(history: Messages, system_prompt: str, model: str, *values: Any, data: gr.EditData,
-         request: gr.Request = None, deps: ChatDeps) -> Iterator[ChatOutput]:
+def edit(history: Messages, system_prompt: str, model: str, temperature: float, top_p: float, top_k: int, repetition_penalty: float, max_new_tokens: int, seed: int,
+         data: gr.EditData, request: gr.Request = None, *, deps: ChatDeps) -> Iterator[ChatOutput]:
     """Replace one of the user's messages and answer again from there."""
     i = data.index if isinstance(data.index, int) else data.index[0]
     if not 0 <= i < len(history or []) or history[i]["role"] != "user":
@@ -124,8 +124,8 @@ def edit(history: Messages, system_prompt: str, model: str, *values: Any, data: 
     text = _edited_text(data.value)
     if not text:
         raise gr.Error("The edited message is empty: type something.")
-    yield from stream_reply(history[:i], text, system_prompt or "", model, _params(deps, values),
-                            session_key(request), deps)
+    params = _params(deps, (temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed))
+    yield from stream_reply(history[:i], text, system_prompt or "", model, params, session_key(request), deps)
 
 
 def stop(request: gr.Request = None, *, registry: StopRegistry) -> str:
@@ -199,13 +199,14 @@ def _wire_generation(ui: dict[str, Any], settings: list, outputs: list, deps: Ch
     triggers = [ui["message"].submit, ui["send"].click]
     gr.on(triggers, lambda m: ("", m), ui["message"], [ui["message"], ui["draft"]], queue=False,
           api_visibility="private")
+    # preprocess=False: raw values reach the handler, which validates them itself and names the bad parameter
     sent = gr.on(triggers, partial(chat, deps=deps), [ui["message"], ui["history"], *settings], outputs,
-                 api_name="chat", concurrency_limit=8)
+                 api_name="chat", concurrency_limit=8, preprocess=False)
     after(sent)
     sent.failure(restore_draft, [ui["draft"], ui["history"]], ui["message"], api_visibility="private")
     after(ui["chatbot"].retry(partial(retry, deps=deps), [ui["history"], *settings], outputs, api_name="retry",
-                              concurrency_limit=8))
+                              concurrency_limit=8, preprocess=False))
     ui["chatbot"].undo(undo, ui["history"], [ui["chatbot"], ui["history"], ui["message"]], api_name="undo")
     after(ui["chatbot"].edit(partial(edit, deps=deps), [ui["history"], *settings], outputs,
-                             api_visibility="private", concurrency_limit=8))
+                             api_visibility="private", concurrency_limit=8, preprocess=False))
 

@@ -46,12 +46,13 @@ def parse_stop_strings(text: str) -> tuple[str, ...]:
     return stops
 
 
-def generate(prompt: str, stop_text: str, model: str, show_probs: bool, *values: Any,
-             request: gr.Request = None, deps: TextDeps) -> Iterator[GenerateOutput]:
+def generate(prompt: str, stop_strings: str, model: str, show_probs: bool, temperature: float, top_p: float, top_k: int, repetition_penalty: float, max_new_tokens: int, seed: int,
+             request: gr.Request = None, *, deps: TextDeps) -> Iterator[GenerateOutput]:
     """Stream a completion of `prompt`."""
     if not (prompt or "").strip():
         raise gr.Error("The prompt is empty: type the beginning of a text to continue.")
-    params = params_or_error(deps.max_new_tokens, values)
+    params = params_or_error(deps.max_new_tokens, (temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed))
+    stop_text = stop_strings
     stops = parse_stop_strings(stop_text)
     text, stats, tokens = "", {}, []
     with deps.registry.generation(session_key(request)) as stop:
@@ -118,7 +119,8 @@ def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegist
     deps = TextDeps(engine=engine, registry=registry, max_new_tokens=config.max_new_tokens)
     inputs = [ui["prompt"], ui["stops"], ui["model"], ui["probs"], *controls.components()]
     done = gr.on([ui["go"].click, ui["prompt"].submit], partial(generate, deps=deps), inputs,
-                 [ui["output"], ui["stats"], ui["token_list"]], api_name="generate", concurrency_limit=8)
+                 [ui["output"], ui["stats"], ui["token_list"]], api_name="generate", concurrency_limit=8,
+                 preprocess=False)  # raw values: the handler validates and names a bad parameter
     done.then(render_details, [ui["stats"], ui["token_list"]], [ui["details"], ui["tokens"]],
               api_name="generation_details")
     ui["stop"].click(partial(stop_generation, registry=registry), None, None, api_visibility="private",

@@ -37,7 +37,7 @@ def models_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llama(models_root) -> Path:
-    """A seeded 2-layer Llama with a small BPE tokenizer and a chat template; 128-token context."""
+    """A seeded 2-layer Llama with a small BPE tokenizer and a chat template; 2048-token context."""
     return build_tiny_llama(models_root / "tiny-llama")
 
 

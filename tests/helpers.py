@@ -19,8 +19,8 @@ CORPUS = [
 ] * 20
 
 
-def build_tiny_llama(folder: Path, context: int = 128, seed: int = 0) -> Path:
-    """Save a seeded random LlamaForCausalLM (about 60k parameters) and a trained byte-level BPE tokenizer."""
+def build_tiny_llama(folder: Path, context: int = 2048, seed: int = 0) -> Path:
+    """Save a seeded random LlamaForCausalLM (about 30k parameters) and a trained byte-level BPE tokenizer."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -62,3 +62,32 @@ def free_port() -> int:
 def write_json(path: Path, data) -> Path:
     path.write_text(json.dumps(data))
     return path
+
+
+def fake_services(config: AppConfig, engine):
+    """Services with a fake text engine in place of the real one (same wiring as the app)."""
+    from components.common import StopRegistry
+    from models.cache import ModelCache
+    from models.catalog import load_catalog
+    from models.device import Placement
+    from services import Services
+
+    return Services(config=config, catalog=load_catalog(config.catalog_path), cache=ModelCache(),
+                    placement=Placement("cpu", "float32", "cpu"), resolver=None, text=engine, registry=StopRegistry())
+
+
+def start_app(services):
+    """Launch the real app around `services` without blocking; returns (demo, url)."""
+    import app
+
+    demo = app.build_app(services)
+    app.launch(services, demo, block=False)
+    return demo, f"http://127.0.0.1:{services.config.port}/"
+
+
+def message_text(message: dict) -> str:
+    """Text of a chatbot message as gradio_client returns it (content is a list of parts in gradio 6)."""
+    content = message["content"]
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
