@@ -21,7 +21,7 @@ def build_app(services: Services) -> gr.Blocks:
     """Compose the tabs; every tab gets its dependencies passed in."""
     config, catalog = services.config, services.catalog
     with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(f"## 🤗 {TITLE}")
+        gr.Markdown(f"## {TITLE}")
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
                 chat_tab.build(services.text, catalog, config, services.registry)

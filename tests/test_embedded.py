@@ -1,0 +1,88 @@
+"""The embedded SmolLM2 (real weights, offline): real answers from the engine, the API and a browser."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from gradio_client import Client
+
+from config import default_data_dir
+from helpers import make_config, message_text, start_app
+
+pytestmark = pytest.mark.embedded
+QUESTION = "What is the capital of France?"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def real_app(tmp_path_factory, models_root):
+    from services import build_services
+
+    # the converted copy lives in the default data dir, where `make test` prepared it
+    config = make_config(tmp_path_factory.mktemp("real"), models_root, data_dir=default_data_dir(), preload=True)
+    services = build_services(config)
+    demo, url = start_app(services)
+    yield services, url
+    demo.close()
+    services.cache.close()
+
+
+def test_default_model_resolves_offline_to_the_embedded_copy(real_app):
+    services, _ = real_app
+    resolved = services.resolver.resolve(services.catalog.default("chat"))
+    assert resolved.source == "embedded copy"
+    tm = services.text.load(services.catalog.default("chat"))
+    assert tm.model.num_parameters() == 134_515_008
+
+
+def test_engine_answers_paris(real_app):
+    from models.params import GenerationParams
+
+    services, _ = real_app
+    updates = list(services.text.chat(services.catalog.default("chat"), [{"role": "user", "content": QUESTION}],
+                                      GenerationParams(temperature=0, max_new_tokens=24)))
+    reply = "".join(u.delta for u in updates)
+    assert "Paris" in reply, reply
+    assert updates[-1].stats.finish_reason == "eos"
+
+
+def test_api_chat_answers_paris(real_app):
+    _, url = real_app
+    history = Client(url, verbose=False).predict(QUESTION, temperature=0, max_new_tokens=24, api_name="/chat")
+    assert "Paris" in message_text(history[-1])
+
+
+def test_api_completion_continues_a_fact(real_app):
+    _, url = real_app
+    text = Client(url, verbose=False).predict("The capital of France is", "\\n", temperature=0,
+                                              max_new_tokens=8, api_name="/generate")
+    assert "Paris" in text, text
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not shutil.which("chromium") and not shutil.os.path.exists(CHROMIUM),
+                    reason="Debian chromium is not installed (make browser-deps)")
+def test_browser_user_types_a_question_and_sees_paris(real_app, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    _, url = real_app
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url, wait_until="load")
+        box = page.locator("#chat-message textarea")
+        expect(box).to_be_visible(timeout=30_000)
+        temperature = page.get_by_label("number input for Temperature").first
+        temperature.fill("0")  # greedy, so the answer is the model's best one
+        temperature.press("Tab")
+        box.fill(QUESTION)
+        box.press("Enter")
+        bot = page.locator(".bot, [data-testid='bot']").last
+        expect(bot).to_contain_text("Paris", timeout=60_000)
+        expect(page.locator("#chat-info")).to_contain_text("tokens/s", timeout=30_000)
+        page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
+        browser.close()
