@@ -8,7 +8,7 @@ import time
 
 import gradio as gr
 
-from components import chat_tab, models_tab, text_tab
+from components import chat_tab, datasets_tab, models_tab, text_tab
 from components.models_tab import ModelsDeps
 from config import REPO_DIR, AppConfig
 from services import Services, build_services
@@ -24,9 +24,11 @@ def build_app(services: Services) -> gr.Blocks:
         gr.Markdown(f"## {TITLE}")
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
-                chat_tab.build(services.text, catalog, config, services.registry)
+                chat = chat_tab.build(services.text, catalog, config, services.registry)
             with gr.Tab("Text generation", id="text"):
-                text_tab.build(services.text, catalog, config, services.registry)
+                text = text_tab.build(services.text, catalog, config, services.registry)
+            with gr.Tab("Datasets", id="datasets"):
+                datasets_tab.build(services.datasets, config, {"Chat": chat.message, "Text generation": text.prompt})
             with gr.Tab("Models", id="models"):
                 deps = ModelsDeps(cache=services.cache, loaders={"chat": services.text,
                                                                   "text-generation": services.text},

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from components.common import StopRegistry
 from config import AppConfig
+from databrowser.browser import DatasetBrowser
 from models.cache import ModelCache
 from models.catalog import Catalog, load_catalog
 from models.device import Placement, choose_placement
@@ -22,6 +23,7 @@ class Services:
     resolver: ModelResolver
     text: TextEngine
     registry: StopRegistry
+    datasets: DatasetBrowser
 
 
 def build_services(config: AppConfig) -> Services:
@@ -34,4 +36,4 @@ def build_services(config: AppConfig) -> Services:
     text = TextEngine(cache, resolver, placement, trust_remote_code=config.trust_remote_code,
                       max_input_tokens=config.max_input_tokens)
     return Services(config=config, catalog=catalog, cache=cache, placement=placement, resolver=resolver, text=text,
-                    registry=StopRegistry())
+                    registry=StopRegistry(), datasets=DatasetBrowser.from_config(config))

@@ -116,7 +116,7 @@ def _edited_text(value: Any) -> str:
 
 
 def edit(history: Messages, system_prompt: str, model: str, temperature: float, top_p: float, top_k: int, repetition_penalty: float, max_new_tokens: int, seed: int,
-         data: gr.EditData, request: gr.Request = None, *, deps: ChatDeps) -> Iterator[ChatOutput]:
+         data: gr.EditData = None, request: gr.Request = None, *, deps: ChatDeps) -> Iterator[ChatOutput]:
     """Replace one of the user's messages and answer again from there."""
     i = data.index if isinstance(data.index, int) else data.index[0]
     if not 0 <= i < len(history or []) or history[i]["role"] != "user":

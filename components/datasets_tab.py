@@ -32,6 +32,9 @@ EMPTY_STATE: dict = {"session": "", "ref": None, "spec": {}}
 
 def user_errors(fn: Callable) -> Callable:
     """Turn DatasetError into gr.Error (the message as it is); log anything else and show a short message."""
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    name = getattr(target, "__name__", "handler")
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -41,10 +44,10 @@ def user_errors(fn: Callable) -> Callable:
         except DatasetError as exc:
             raise gr.Error(str(exc)) from exc
         except Exception as exc:
-            logger.exception("datasets tab: %s failed", fn.__name__)
+            logger.exception("datasets tab: %s failed", name)
             raise gr.Error(f"Unexpected error ({type(exc).__name__}): {exc}. The tab keeps what was open.") from exc
     # gradio finds gr.Request / gr.SelectData parameters through the resolved type hints
-    wrapper.__annotations__ = typing.get_type_hints(fn.func if isinstance(fn, functools.partial) else fn)
+    wrapper.__annotations__ = typing.get_type_hints(target)
     return wrapper
 
 

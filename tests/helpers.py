@@ -67,13 +67,15 @@ def write_json(path: Path, data) -> Path:
 def fake_services(config: AppConfig, engine):
     """Services with a fake text engine in place of the real one (same wiring as the app)."""
     from components.common import StopRegistry
+    from databrowser.browser import DatasetBrowser
     from models.cache import ModelCache
     from models.catalog import load_catalog
     from models.device import Placement
     from services import Services
 
     return Services(config=config, catalog=load_catalog(config.catalog_path), cache=ModelCache(),
-                    placement=Placement("cpu", "float32", "cpu"), resolver=None, text=engine, registry=StopRegistry())
+                    placement=Placement("cpu", "float32", "cpu"), resolver=None, text=engine, registry=StopRegistry(),
+                    datasets=DatasetBrowser.from_config(config))
 
 
 def start_app(services):
