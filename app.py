@@ -32,7 +32,7 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("Models", id="models"):
                 deps = ModelsDeps(cache=services.cache, loaders={"chat": services.text,
                                                                   "text-generation": services.text},
-                                  placement_note=services.placement.note)
+                                  placement_note=lambda: services.placement().note)
                 models = models_tab.build(deps, catalog)
         demo.load(models.listing, None, models.view, api_visibility="private")
     return demo

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from components.common import StopRegistry
 from config import AppConfig
@@ -19,7 +22,7 @@ class Services:
     config: AppConfig
     catalog: Catalog
     cache: ModelCache
-    placement: Placement
+    placement: Callable[[], Placement]  # resolved on first use: importing torch would delay the server's start
     resolver: ModelResolver
     text: TextEngine
     registry: StopRegistry
@@ -31,7 +34,7 @@ def build_services(config: AppConfig) -> Services:
     catalog = load_catalog(config.catalog_path)
     max_bytes = int(config.max_memory_gb * 2**30) if config.max_memory_gb else None
     cache = ModelCache(config.max_loaded_models, max_bytes, config.idle_unload_s)
-    placement = choose_placement(config.device, config.dtype)
+    placement = functools.cache(partial(choose_placement, config.device, config.dtype))
     resolver = ModelResolver(config.readable_dirs, config.models_dir, HubProbe(config.offline))
     text = TextEngine(cache, resolver, placement, trust_remote_code=config.trust_remote_code,
                       max_input_tokens=config.max_input_tokens)

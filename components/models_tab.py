@@ -28,7 +28,7 @@ class Loader(Protocol):
 class ModelsDeps:
     cache: ModelCache
     loaders: dict[str, Loader]  # task -> engine that can load models for it
-    placement_note: str
+    placement_note: Callable[[], str]  # e.g. "cuda was requested but is not available"
 
 
 def list_models(deps: ModelsDeps) -> tuple[list[list[Any]], str, gr.Dropdown]:
@@ -41,8 +41,9 @@ def list_models(deps: ModelsDeps) -> tuple[list[list[Any]], str, gr.Dropdown]:
                f"**{deps.cache.memory_bytes() / 2**20:.0f} MB** · app process **{rss:.0f} MB** resident")
     if loading:
         summary += f" · loading: {', '.join(loading)}"
-    if deps.placement_note:
-        summary += f"\n\n⚠️ {deps.placement_note}"
+    note = deps.placement_note()
+    if note:
+        summary += f"\n\n⚠️ {note}"
     keys = [r[0] for r in rows]
     return rows, summary, gr.Dropdown(choices=keys, value=keys[-1] if keys else None)
 

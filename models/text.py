@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from models.cache import Loaded, ModelCache
 from models.device import Placement
@@ -33,12 +33,12 @@ class TextEngine:
     Args:
         cache: the app's model cache.
         resolver: finds a model's files.
-        placement: device and dtype for loading.
+        placement: device and dtype for loading, or a function giving them (so torch loads on first use).
         trust_remote_code: allow models that ship their own Python code (off unless the operator opts in).
         max_input_tokens: cap on prompt tokens, below the model's own context length.
     """
 
-    def __init__(self, cache: ModelCache, resolver: ModelResolver, placement: Placement, *,
+    def __init__(self, cache: ModelCache, resolver: ModelResolver, placement: Placement | Callable[[], Placement], *,
                  trust_remote_code: bool = False, max_input_tokens: int = 4096):
         self.cache = cache
         self.resolver = resolver
@@ -80,7 +80,7 @@ class TextEngine:
             raise ModelLoadError(f"{resolved.name} is a {config.model_type} model ({archs}), not a text-generation "
                                  f"model; pick a causal language model")
         tokenizer = AutoTokenizer.from_pretrained(resolved.location, **kw)
-        p = self.placement
+        p = self.placement() if callable(self.placement) else self.placement
         model = AutoModelForCausalLM.from_pretrained(resolved.location, dtype=p.dtype, device_map=p.device_map, **kw)
         model.eval()
         ctx = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)

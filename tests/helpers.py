@@ -74,7 +74,7 @@ def fake_services(config: AppConfig, engine):
     from services import Services
 
     return Services(config=config, catalog=load_catalog(config.catalog_path), cache=ModelCache(),
-                    placement=Placement("cpu", "float32", "cpu"), resolver=None, text=engine, registry=StopRegistry(),
+                    placement=lambda: Placement("cpu", "float32", "cpu"), resolver=None, text=engine, registry=StopRegistry(),
                     datasets=DatasetBrowser.from_config(config))
 
 
