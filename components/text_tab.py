@@ -99,7 +99,7 @@ def _layout(config: AppConfig, catalog: Catalog) -> tuple[dict[str, Any], Any]:
                 ui["go"] = gr.Button("Generate", variant="primary")
                 ui["stop"] = gr.Button("Stop", variant="stop")
             ui["output"] = gr.Textbox(label="Completion", lines=10, buttons=["copy"], elem_id="gen-output")
-            ui["details"] = gr.Markdown()
+            ui["details"] = gr.Markdown(elem_id="gen-details")
             ui["tokens"] = gr.HighlightedText(label="Tokens by probability", show_legend=True,
                                               color_map={label: color for label, _, color in BUCKETS})
         with gr.Column(scale=1):

@@ -1,0 +1,80 @@
+"""Take the README screenshots: launch the app on the embedded models, use each tab as a person would, save PNGs.
+
+    python scripts/screenshots.py [--out assets]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=str(ROOT / "assets"))
+    parser.add_argument("--port", type=int, default=7871)
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    import app
+    from config import AppConfig
+    from playwright.sync_api import expect, sync_playwright
+
+    config = AppConfig.from_args(["--port", str(args.port), "--offline"])
+    services = app.build_services(config)
+    demo = app.build_app(services)
+    app.launch(services, demo, block=False)
+    services.text.load(services.catalog.default("chat"))
+    url = f"http://127.0.0.1:{args.port}/"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page.goto(url, wait_until="load")
+        box = page.locator("#chat-message textarea")
+        expect(box).to_be_visible(timeout=30_000)
+        temperature = page.get_by_label("number input for Temperature").first
+        temperature.fill("0")
+        temperature.press("Tab")
+        for i, question in enumerate(("What is the capital of France?", "What is the capital of Italy?")):
+            box.fill(question)
+            box.press("Enter")
+            expect(page.locator(".bot")).to_have_count(i + 1, timeout=30_000)
+            expect(page.locator("#chat-info")).to_contain_text("tokens/s", timeout=60_000)
+            page.wait_for_timeout(1000)
+        page.screenshot(path=str(out / "screenshot-chat.png"))
+
+        page.get_by_role("tab", name="Text generation").click()
+        prompt = page.locator("#gen-prompt textarea")
+        prompt.fill("The three primary colours are")
+        page.get_by_label("Colour tokens by probability").check()
+        length = page.get_by_label("number input for Max new tokens").locator("visible=true")
+        length.fill("40")
+        length.press("Tab")
+        page.get_by_role("button", name="Generate").click()
+        expect(page.locator("#gen-details")).to_contain_text("tokens/s", timeout=60_000)
+        page.screenshot(path=str(out / "screenshot-text.png"))
+
+        page.get_by_role("tab", name="Models").click()
+        page.get_by_role("button", name="Refresh").click()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out / "screenshot-models.png"))
+        browser.close()
+    demo.close()
+    print("\n".join(str(p) for p in sorted(out.glob("screenshot-*.png"))))
+
+
+if __name__ == "__main__":
+    tempfile.tempdir = tempfile.mkdtemp()
+    main()
