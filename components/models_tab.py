@@ -93,7 +93,7 @@ def build(deps: ModelsDeps, catalog: Catalog) -> ModelsTab:
                               allow_custom_value=True, info="hub id or a local folder")
             load = gr.Button("Load", variant="primary")
         with gr.Column():
-            loaded = gr.Dropdown([], label="Loaded model")
+            loaded = gr.Dropdown([], label="Loaded model", allow_custom_value=True)
             unload = gr.Button("Unload", variant="stop")
             refresh = gr.Button("Refresh")
     status = gr.Markdown()

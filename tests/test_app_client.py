@@ -106,3 +106,34 @@ def test_failed_load_keeps_the_app_working(running):
     with pytest.raises(AppError, match="cannot find model"):
         c.predict("chat", "missing/model", api_name="/load_model")
     assert message_text(c.predict("still there?", api_name="/chat")[-1]).startswith("w0")
+
+
+def test_conversation_endpoints_from_the_readme(running, tmp_path):
+    from gradio_client import handle_file
+
+    _, url = running
+    c = client(url)
+    c.predict("first", api_name="/chat")
+    c.predict("second", api_name="/chat")
+    retried = c.predict(api_name="/retry")
+    assert [message_text(m) for m in retried if m["role"] == "user"] == ["first", "second"]
+    shown, restored = c.predict(api_name="/undo")
+    assert restored == "second" and len(shown) == 2
+    exported = c.predict(api_name="/export_chat")
+    path = exported if isinstance(exported, str) else exported["value"]
+    assert '"first"' in open(path, encoding="utf-8").read()
+    c.predict(api_name="/clear")
+    assert c.predict("again", api_name="/chat")[0]["role"] == "user" and len(c.predict(api_name="/retry")) == 2
+    shown, _ = c.predict(handle_file(path), api_name="/import_chat")
+    assert [message_text(m) for m in shown] == ["first", "w0 " + " ".join(f"w{i}" for i in range(1, 40))]
+
+
+def test_models_endpoints(running):
+    _, url = running
+    c = client(url)
+    status = c.predict("chat", "fake/loaded", api_name="/load_model")
+    assert "Loaded" in status
+    rows, summary, _ = c.predict(api_name="/models_list")
+    assert "loaded (limit" in summary
+    with pytest.raises(AppError, match="is not loaded"):
+        c.predict("not/there", api_name="/unload_model")
