@@ -49,6 +49,8 @@ def stream_reply(history: Messages, message: str, system_prompt: str, model: str
     shown = [*convo, {"role": "assistant", "content": ""}]
     prompt = ([{"role": "system", "content": system_prompt.strip()}] if system_prompt.strip() else []) + convo
     yield shown, history, {}  # the question appears at once; the state changes only once a reply starts
+    if not deps.engine.is_loaded(model):
+        gr.Info(f"Loading {model}: the first reply waits for it.")
     text, stats = "", {}
     with deps.registry.generation(session) as stop:
         try:

@@ -55,6 +55,8 @@ def generate(prompt: str, stop_strings: str, model: str, show_probs: bool, tempe
     stop_text = stop_strings
     stops = parse_stop_strings(stop_text)
     text, stats, tokens = "", {}, []
+    if not deps.engine.is_loaded(model):
+        gr.Info(f"Loading {model}: the completion waits for it.")
     with deps.registry.generation(session_key(request)) as stop:
         try:
             for update in deps.engine.complete(model, prompt, params, stop_strings=stops, stop=stop,

@@ -121,6 +121,9 @@ class TextEngine:
             yield from self._stream(ref, tm, ids[cut:], params, stop, stop_strings, with_probs, start,
                                     trimmed_prompt_tokens=cut)
 
+    def is_loaded(self, ref: str) -> bool:
+        return ref in self.cache
+
     def count_tokens(self, ref: str, text: str) -> int:
         tm = self.load(ref)
         return len(tm.tokenizer(text, add_special_tokens=False).input_ids)

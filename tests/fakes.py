@@ -22,6 +22,9 @@ class FakeTextEngine:
         self.loaded: list[str] = []
         self._lock = threading.Lock()
 
+    def is_loaded(self, ref: str) -> bool:
+        return ref in self.loaded
+
     def load(self, ref: str, progress=None):
         if ref.startswith("missing/"):
             raise LookupError(f"cannot find model {ref!r}")

@@ -137,3 +137,19 @@ def test_models_endpoints(running):
     assert "loaded (limit" in summary
     with pytest.raises(AppError, match="is not loaded"):
         c.predict("not/there", api_name="/unload_model")
+
+
+def test_auth_requires_login(tmp_path, models_root):
+    from helpers import make_config
+
+    services = fake_services(make_config(tmp_path, models_root, auth=(("ann", "secret"),)), FakeTextEngine())
+    demo, url = start_app(services)
+    try:
+        with pytest.raises(Exception):
+            Client(url, verbose=False).predict("hi", api_name="/chat")
+        with pytest.raises(Exception):
+            Client(url, auth=("ann", "wrong"), verbose=False)
+        history = Client(url, auth=("ann", "secret"), verbose=False).predict("hi", api_name="/chat")
+        assert message_text(history[-1]).startswith("Hello")
+    finally:
+        demo.close()
