@@ -11,7 +11,7 @@ import gradio as gr
 
 from components import conversation_io
 from components.common import (
-    USER_ERRORS, ParamControls, StopRegistry, build_param_controls, params_or_error, preset_values,
+    USER_ERRORS, bind, ParamControls, StopRegistry, build_param_controls, params_or_error, preset_values,
     session_key, user_error,
 )
 from config import AppConfig
@@ -184,7 +184,7 @@ def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegist
     settings = [ui["system"], ui["model"], *controls.components()]
     outputs = [ui["chatbot"], ui["history"], ui["stats"]]
     _wire_generation(ui, settings, outputs, deps)
-    ui["stop"].click(partial(stop, registry=registry), None, None, api_name="stop", concurrency_limit=None)
+    ui["stop"].click(bind(stop, registry=registry), None, None, api_name="stop", concurrency_limit=None)
     ui["new"].click(lambda: ([], [], {}, ""), None, [*outputs, ui["info"]], api_name="clear")
     ui["chatbot"].clear(lambda: ([], {}, ""), None, [ui["history"], ui["stats"], ui["info"]],
                         api_visibility="private")  # the chatbot's own trash icon
@@ -205,16 +205,16 @@ def _wire_generation(ui: dict[str, Any], settings: list, outputs: list, deps: Ch
     typed = gr.on([ui["message"].submit, ui["send"].click], lambda m: ("", m), ui["message"],
                   [ui["message"], ui["draft"]], queue=False, api_visibility="private")
     # preprocess=False: raw values reach the handler, which validates them itself and names the bad parameter
-    sent = typed.then(partial(chat, deps=deps), [ui["draft"], ui["history"], *settings], outputs,
-                      api_visibility="private", concurrency_limit=8, concurrency_id="chat", preprocess=False)
+    sent = typed.then(bind(chat, deps=deps), [ui["draft"], ui["history"], *settings], outputs,
+                      api_name="chat_from_box", api_visibility="private", concurrency_limit=8, concurrency_id="chat", preprocess=False)
     after(sent)
     sent.failure(restore_draft, [ui["draft"], ui["history"]], ui["message"], api_visibility="private")
     # the same handler for API clients, who pass the message itself
-    after(ui["api_chat"].click(partial(chat, deps=deps), [ui["message"], ui["history"], *settings], outputs,
+    after(ui["api_chat"].click(bind(chat, deps=deps), [ui["message"], ui["history"], *settings], outputs,
                                api_name="chat", concurrency_id="chat", preprocess=False))
-    after(ui["chatbot"].retry(partial(retry, deps=deps), [ui["history"], *settings], outputs, api_name="retry",
+    after(ui["chatbot"].retry(bind(retry, deps=deps), [ui["history"], *settings], outputs, api_name="retry",
                               concurrency_id="chat", preprocess=False))
     ui["chatbot"].undo(undo, ui["history"], [ui["chatbot"], ui["history"], ui["message"]], api_name="undo")
-    after(ui["chatbot"].edit(partial(edit, deps=deps), [ui["history"], *settings], outputs,
+    after(ui["chatbot"].edit(bind(edit, deps=deps), [ui["history"], *settings], outputs,
                              api_visibility="private", concurrency_id="chat", preprocess=False))
 

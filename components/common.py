@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +54,30 @@ class StopRegistry:
     def running(self) -> int:
         with self._lock:
             return len(self._events)
+
+
+def bind(fn: Callable, **deps: Any) -> Callable:
+    """`fn` with its keyword-only dependencies filled in, for use as an event handler.
+
+    Unlike functools.partial, the result shows gradio the resolved type hints (it injects `gr.Request` and event
+    data such as `gr.EditData` by type) and stays a generator function when `fn` is one (so it streams).
+    """
+    hints = typing.get_type_hints(fn)
+    signature = inspect.signature(fn)
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def bound(*args: Any, **kwargs: Any) -> Any:
+            yield from fn(*args, **kwargs, **deps)
+    else:
+        @functools.wraps(fn)
+        def bound(*args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs, **deps)
+    del bound.__wrapped__  # gradio must see the signature below, not the original one
+    bound.__signature__ = signature.replace(
+        parameters=[p for name, p in signature.parameters.items() if name not in deps],
+        return_annotation=hints.get("return", inspect.Signature.empty))
+    bound.__annotations__ = {k: v for k, v in hints.items() if k not in deps}
+    return bound
 
 
 def session_key(request: gr.Request | None) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from components.common import (
-    USER_ERRORS, StopRegistry, build_param_controls, params_or_error, preset_values, session_key, user_error,
+    USER_ERRORS, bind, StopRegistry, build_param_controls, params_or_error, preset_values, session_key, user_error,
 )
 from components.chat_tab import stop as stop_generation
 from config import AppConfig
@@ -120,12 +120,12 @@ def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegist
     ui, controls = _layout(config, catalog)
     deps = TextDeps(engine=engine, registry=registry, max_new_tokens=config.max_new_tokens)
     inputs = [ui["prompt"], ui["stops"], ui["model"], ui["probs"], *controls.components()]
-    done = gr.on([ui["go"].click, ui["prompt"].submit], partial(generate, deps=deps), inputs,
+    done = gr.on([ui["go"].click, ui["prompt"].submit], bind(generate, deps=deps), inputs,
                  [ui["output"], ui["stats"], ui["token_list"]], api_name="generate", concurrency_limit=8,
                  preprocess=False)  # raw values: the handler validates and names a bad parameter
     done.then(render_details, [ui["stats"], ui["token_list"]], [ui["details"], ui["tokens"]],
               api_name="generation_details")
-    ui["stop"].click(partial(stop_generation, registry=registry), None, None, api_visibility="private",
+    ui["stop"].click(bind(stop_generation, registry=registry), None, None, api_visibility="private",
                      concurrency_limit=None)
     ui["preset"].change(partial(preset_values, catalog.presets), ui["preset"], controls.components(),
                         api_visibility="private")

@@ -153,3 +153,19 @@ def test_auth_requires_login(tmp_path, models_root):
         assert message_text(history[-1]).startswith("Hello")
     finally:
         demo.close()
+
+
+def test_stop_from_another_session_does_not_stop_mine(running):
+    engine, url = running
+    mine, other = client(url), client(url)
+    engine.reply = " ".join(f"y{i}" for i in range(30))
+    try:
+        job = mine.submit("keep going", api_name="/chat")
+        for i, _ in enumerate(job):
+            if i == 3:
+                break
+        other.predict(api_name="/stop")  # another browser session pressing Stop
+        result = job.result(timeout=20)
+    finally:
+        engine.reply = " ".join(f"w{i}" for i in range(40))
+    assert message_text(result[-1]).endswith("y29"), "someone else's Stop must not end my reply"
