@@ -8,7 +8,8 @@ import time
 
 import gradio as gr
 
-from components import chat_tab, datasets_tab, models_tab, text_tab
+from components import chat_tab, datasets_tab, history_tab, index_tab, models_tab, text_tab
+from components.rerun import route_rerun
 from components.models_tab import ModelsDeps
 from config import REPO_DIR, AppConfig
 from services import Services, build_services
@@ -22,20 +23,41 @@ def build_app(services: Services) -> gr.Blocks:
     config, catalog = services.config, services.catalog
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"## {TITLE}")
-        with gr.Tabs():
+        browser_id = history_tab.browser_id_state(config)  # whose history: kept in the browser across reloads
+        owner = gr.State("")  # the same id as server-side state, so API endpoints don't ask for it
+        demo.load(_adopt_browser_id, browser_id, [browser_id, owner], api_visibility="private", queue=False)
+        with gr.Tabs() as tabs:
             with gr.Tab("Chat", id="chat"):
-                chat = chat_tab.build(services.text, catalog, config, services.registry)
+                chat = chat_tab.build(services.text, catalog, config, services.registry, history=services.history,
+                                      index=services.index, browser_id=owner)
             with gr.Tab("Text generation", id="text"):
-                text = text_tab.build(services.text, catalog, config, services.registry)
+                text = text_tab.build(services.text, catalog, config, services.registry, history=services.history,
+                                      browser_id=owner)
             with gr.Tab("Datasets", id="datasets"):
                 datasets_tab.build(services.datasets, config, {"Chat": chat.message, "Text generation": text.prompt})
+            with gr.Tab("History", id="history"):
+                history = history_tab.build(services.history, browser_id)
+            with gr.Tab("Index", id="index"):
+                index_tab.build(services.index, services.datasets, config)
             with gr.Tab("Models", id="models"):
-                deps = ModelsDeps(cache=services.cache, loaders={"chat": services.text,
-                                                                  "text-generation": services.text},
-                                  placement_note=lambda: services.placement().note)
-                models = models_tab.build(deps, catalog)
+                models = models_tab.build(_models_deps(services), catalog)
         demo.load(models.listing, None, models.view, api_visibility="private")
+        rerun_inputs = [history.rerun_kind, history.rerun_prompt, history.rerun_model, history.rerun_params]
+        rerun_outputs = [tabs, chat.message, chat.model, *chat.controls.components(), text.prompt, text.model,
+                         *text.controls.components()]
+        history.rerun_event.then(route_rerun, rerun_inputs, rerun_outputs, api_visibility="private")
     return demo
+
+
+def _adopt_browser_id(browser_id: str) -> tuple[str, str]:
+    """Give a new browser its id, and copy it into the session so the generation handlers record under it."""
+    bid = history_tab.ensure_browser_id(browser_id)
+    return bid, bid
+
+
+def _models_deps(services: Services) -> ModelsDeps:
+    return ModelsDeps(cache=services.cache, loaders={"chat": services.text, "text-generation": services.text},
+                      placement_note=lambda: services.placement().note)
 
 
 def preload(services: Services) -> None:

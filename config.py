@@ -62,7 +62,7 @@ class AppConfig:
     catalog_path: Path = REPO_DIR / "assets" / "catalog.json"
     data_dir: Path = field(default_factory=default_data_dir)
     allowed_dirs: tuple[Path, ...] = ()
-    max_loaded_models: int = 2
+    max_loaded_models: int = 3
     max_memory_gb: float | None = None
     idle_unload_s: float | None = None
     trust_remote_code: bool = False
@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     allow_env = [d for d in env("PLAYGROUND_ALLOWED_DIRS", "").split(os.pathsep) if d]
     p.add_argument("--allow-dir", action="append", default=allow_env, metavar="DIR",
                    help="extra directory local models and files may be read from; repeatable")
-    p.add_argument("--max-loaded-models", type=int, default=int(env("PLAYGROUND_MAX_LOADED_MODELS", "2")))
+    p.add_argument("--max-loaded-models", type=int, default=int(env("PLAYGROUND_MAX_LOADED_MODELS", "3")))
     p.add_argument("--max-memory-gb", type=float, default=_env_float("PLAYGROUND_MAX_MEMORY_GB"))
     p.add_argument("--idle-unload-s", type=float, default=_env_float("PLAYGROUND_IDLE_UNLOAD_S"),
                    help="unload a model unused for this many seconds")

@@ -10,6 +10,8 @@ from functools import partial
 from components.common import StopRegistry
 from config import AppConfig
 from databrowser.browser import DatasetBrowser
+from playground_index import CollectionIndex, HistoryStore
+from playground_index.history import default_embedder
 from models.cache import ModelCache
 from models.catalog import Catalog, load_catalog
 from models.device import Placement, choose_placement
@@ -27,6 +29,8 @@ class Services:
     text: TextEngine
     registry: StopRegistry
     datasets: DatasetBrowser
+    history: HistoryStore
+    index: CollectionIndex
 
 
 def build_services(config: AppConfig) -> Services:
@@ -38,5 +42,8 @@ def build_services(config: AppConfig) -> Services:
     resolver = ModelResolver(config.readable_dirs, config.models_dir, HubProbe(config.offline))
     text = TextEngine(cache, resolver, placement, trust_remote_code=config.trust_remote_code,
                       max_input_tokens=config.max_input_tokens)
+    embedder = default_embedder(cache, resolver)  # one MiniLM for history and collections, owned by the cache
     return Services(config=config, catalog=catalog, cache=cache, placement=placement, resolver=resolver, text=text,
-                    registry=StopRegistry(), datasets=DatasetBrowser.from_config(config))
+                    registry=StopRegistry(), datasets=DatasetBrowser.from_config(config),
+                    history=HistoryStore.from_config(config, embedder=embedder),
+                    index=CollectionIndex.from_config(config, embedder=embedder))

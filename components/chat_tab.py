@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -19,7 +20,8 @@ from models.catalog import Catalog
 from models.generation import GenerationError
 from models.params import GenerationParams
 
-Messages = list[dict[str, str]]
+logger = logging.getLogger(__name__)
+Messages = list[dict[str, Any]]
 ChatOutput = tuple[Messages, Messages, dict[str, Any]]  # chatbot, conversation state, stats of the last reply
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and accurately."
 
@@ -31,6 +33,20 @@ class ChatDeps:
     engine: Any  # models.text.TextEngine or a fake with the same `chat` method
     registry: StopRegistry
     max_new_tokens: int
+    history: Any = None  # playground_index.HistoryStore: every reply is recorded when set
+    index: Any = None  # playground_index.CollectionIndex: lets a reply answer from a collection
+    rag_chars: int = 2000  # context budget for retrieved passages
+
+
+@dataclass
+class Asker:
+    """Who is asking: the stop-registry session and the history owner."""
+
+    session: str
+    owner: str
+
+
+SOURCES_TITLE = "Sources"
 
 
 @dataclass
@@ -40,51 +56,102 @@ class ChatTab:
     message: gr.Textbox
     chatbot: gr.Chatbot
     model: gr.Dropdown
+    controls: ParamControls
+
+
+def prompt_messages(history: Messages, system_prompt: str, question: str) -> Messages:
+    """What the model sees: the system prompt, the conversation without source notes, and the (augmented) question."""
+    system = [{"role": "system", "content": system_prompt.strip()}] if system_prompt.strip() else []
+    turns = [{"role": m["role"], "content": m["content"]} for m in history if not m.get("metadata")]
+    return [*system, *turns, {"role": "user", "content": question}]
+
+
+def retrieve(message: str, collection: str, deps: ChatDeps) -> tuple[str, Messages]:
+    """The question with retrieved passages, and the sources note to show under the reply."""
+    if not collection or deps.index is None:
+        return message, []
+    from playground_index import format_sources, rag_message
+
+    try:
+        context, sources = deps.index.retrieve_for_prompt(collection, message, top_k=4, max_chars=deps.rag_chars)
+    except USER_ERRORS as exc:
+        raise gr.Error(f"Could not search the collection {collection!r}: {exc}") from None
+    if not sources:
+        info = deps.index.info(collection)
+        busy = f" It is still indexing ({info.embedded}/{info.chunks} chunks embedded)." if info.indexing else ""
+        gr.Warning(f"Nothing in {collection!r} matched your message; answering without it.{busy}")
+        return message, []
+    note = {"role": "assistant", "content": format_sources(sources), "metadata": {"title": SOURCES_TITLE}}
+    return rag_message(context, message), [note]
 
 
 def stream_reply(history: Messages, message: str, system_prompt: str, model: str, params: GenerationParams,
-                 session: str, deps: ChatDeps) -> Iterator[ChatOutput]:
+                 asker: Asker, deps: ChatDeps, collection: str = "") -> Iterator[ChatOutput]:
     """Append `message` to `history` and stream the assistant's reply, keeping everything that arrived."""
     convo = [*history, {"role": "user", "content": message}]
     shown = [*convo, {"role": "assistant", "content": ""}]
-    prompt = ([{"role": "system", "content": system_prompt.strip()}] if system_prompt.strip() else []) + convo
     yield shown, history, {}  # the question appears at once; the state changes only once a reply starts
+    question, notes = retrieve(message, collection, deps)
+    prompt = prompt_messages(history, system_prompt, question)
     if not deps.engine.is_loaded(model):
         gr.Info(f"Loading {model}: the first reply waits for it.")
     text, stats = "", {}
-    with deps.registry.generation(session) as stop:
+    with deps.registry.generation(asker.session) as stop:
         try:
             for update in deps.engine.chat(model, prompt, params, stop=stop):
                 if update.stats is not None:
                     stats = asdict(update.stats)
                 if update.delta or update.stats is not None:
                     text += update.delta
-                    shown = [*convo, {"role": "assistant", "content": text}]
+                    shown = [*convo, {"role": "assistant", "content": text}, *notes]
                     yield shown, shown, stats
         except GenerationError as exc:
-            kept = [*convo, {"role": "assistant", "content": text}] if text else convo
+            kept = [*convo, {"role": "assistant", "content": text}, *notes] if text else convo
             yield kept, kept, stats
             raise user_error(exc, "Generation failed") from None
         except USER_ERRORS as exc:
             yield history, history, stats  # nothing was generated: put the conversation back as it was
             raise user_error(exc, f"Could not answer with {model}") from None
+    record(deps, asker, "chat", message, text, model, params, stats, collection)
     if stats.get("trimmed_messages"):
         gr.Warning(f"The conversation is longer than the model's context: the oldest {stats['trimmed_messages']} "
                    f"messages were left out of this reply's prompt (they stay in your history).")
+
+
+def record(deps: Any, asker: Asker, kind: str, prompt: str, output: str, model: str, params: GenerationParams,
+           stats: dict[str, Any], collection: str = "") -> None:
+    """Keep the generation in the user's history; a failure to record never costs the user the reply."""
+    if deps.history is None or not output:
+        return
+    timings = {k: stats.get(k) for k in ("ttft_s", "total_s", "tokens_per_s", "generated_tokens", "prompt_tokens")}
+    extra = {"collection": collection} if collection else {}
+    try:
+        deps.history.record(asker.owner, kind, prompt, output, model, {**params.as_dict(), **extra},
+                            stats.get("seed"), timings)
+    except Exception:  # the reply is already shown; the log says why history missed it
+        logger.exception("could not record a %s generation", kind)
+
+
+def asker_of(request: gr.Request | None, browser_id: str) -> Asker:
+    from playground_index import owner_of
+
+    return Asker(session=session_key(request), owner=owner_of(request, browser_id))
 
 
 def _params(deps: ChatDeps, values: tuple[Any, ...]) -> GenerationParams:
     return params_or_error(deps.max_new_tokens, values)
 
 
-def chat(message: str, history: Messages, system_prompt: str, model: str, temperature: float, top_p: float, top_k: int, repetition_penalty: float, max_new_tokens: int, seed: int,
-         request: gr.Request = None, *, deps: ChatDeps) -> Iterator[ChatOutput]:
-    """Send a message and stream the reply."""
+def chat(message: str, history: Messages, system_prompt: str, model: str, temperature: float, top_p: float,
+         top_k: int, repetition_penalty: float, max_new_tokens: int, seed: int, collection: str = "",
+         browser_id: str = "", request: gr.Request = None, *, deps: ChatDeps) -> Iterator[ChatOutput]:
+    """Send a message and stream the reply (answered from `collection` when one is chosen)."""
     message = (message or "").strip()
     if not message:
         raise gr.Error("The message is empty: type something to send.")
     params = _params(deps, (temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed))
-    yield from stream_reply(history or [], message, system_prompt or "", model, params, session_key(request), deps)
+    yield from stream_reply(history or [], message, system_prompt or "", model, params,
+                            asker_of(request, browser_id), deps, collection or "")
 
 
 def last_user_index(history: Messages) -> int:
@@ -94,13 +161,14 @@ def last_user_index(history: Messages) -> int:
     raise gr.Error("There is no message of yours in this conversation yet.")
 
 
-def retry(history: Messages, system_prompt: str, model: str, temperature: float, top_p: float, top_k: int, repetition_penalty: float, max_new_tokens: int, seed: int,
+def retry(history: Messages, system_prompt: str, model: str, temperature: float, top_p: float, top_k: int,
+          repetition_penalty: float, max_new_tokens: int, seed: int, collection: str = "", browser_id: str = "",
           request: gr.Request = None, *, deps: ChatDeps) -> Iterator[ChatOutput]:
     """Generate the last reply again."""
     i = last_user_index(history or [])
     params = _params(deps, (temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed))
     yield from stream_reply(history[:i], history[i]["content"], system_prompt or "", model, params,
-                            session_key(request), deps)
+                            asker_of(request, browser_id), deps, collection or "")
 
 
 def undo(history: Messages) -> tuple[Messages, Messages, str]:
@@ -117,7 +185,8 @@ def _edited_text(value: Any) -> str:
     return str(value or "").strip()
 
 
-def edit(history: Messages, system_prompt: str, model: str, temperature: float, top_p: float, top_k: int, repetition_penalty: float, max_new_tokens: int, seed: int,
+def edit(history: Messages, system_prompt: str, model: str, temperature: float, top_p: float, top_k: int,
+         repetition_penalty: float, max_new_tokens: int, seed: int, collection: str = "", browser_id: str = "",
          data: gr.EditData = None, request: gr.Request = None, *, deps: ChatDeps) -> Iterator[ChatOutput]:
     """Replace one of the user's messages and answer again from there."""
     i = data.index if isinstance(data.index, int) else data.index[0]
@@ -127,7 +196,8 @@ def edit(history: Messages, system_prompt: str, model: str, temperature: float, 
     if not text:
         raise gr.Error("The edited message is empty: type something.")
     params = _params(deps, (temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed))
-    yield from stream_reply(history[:i], text, system_prompt or "", model, params, session_key(request), deps)
+    yield from stream_reply(history[:i], text, system_prompt or "", model, params, asker_of(request, browser_id),
+                            deps, collection or "")
 
 
 def stop(request: gr.Request = None, *, registry: StopRegistry) -> str:
@@ -149,7 +219,7 @@ def restore_draft(draft: str, history: Messages) -> str:
     return "" if kept else draft
 
 
-def _layout(config: AppConfig, catalog: Catalog) -> tuple[dict[str, Any], ParamControls]:
+def _layout(config: AppConfig, catalog: Catalog, collections: bool) -> tuple[dict[str, Any], ParamControls]:
     ui: dict[str, Any] = {}
     with gr.Row():
         with gr.Column(scale=3):
@@ -170,6 +240,9 @@ def _layout(config: AppConfig, catalog: Catalog) -> tuple[dict[str, Any], ParamC
             ui["model"] = gr.Dropdown(catalog.choices("chat"), value=catalog.default("chat"), label="Model",
                                       allow_custom_value=True, info="hub id or a local folder")
             ui["system"] = gr.Textbox(DEFAULT_SYSTEM_PROMPT, label="System prompt", lines=3)
+            ui["collection"] = gr.Dropdown([""], value="", label="Answer from collection", allow_custom_value=True,
+                                           info="passages from an Index collection go into the prompt",
+                                           visible=collections)
             ui["preset"] = gr.Dropdown(list(catalog.presets), value=None, label="Preset")
             controls = build_param_controls(config.max_new_tokens)
     ui["history"], ui["stats"], ui["draft"] = gr.State([]), gr.State({}), gr.State("")
@@ -177,11 +250,17 @@ def _layout(config: AppConfig, catalog: Catalog) -> tuple[dict[str, Any], ParamC
     return ui, controls
 
 
-def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegistry) -> ChatTab:
-    """Lay out the Chat tab, then wire its events."""
-    ui, controls = _layout(config, catalog)
-    deps = ChatDeps(engine=engine, registry=registry, max_new_tokens=config.max_new_tokens)
-    settings = [ui["system"], ui["model"], *controls.components()]
+def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegistry, *, history: Any = None,
+          index: Any = None, browser_id: gr.State | None = None) -> ChatTab:
+    """Lay out the Chat tab, then wire its events (history recording and collections when given)."""
+    ui, controls = _layout(config, catalog, collections=index is not None)
+    deps = ChatDeps(engine=engine, registry=registry, max_new_tokens=config.max_new_tokens, history=history,
+                    index=index)
+    owner = browser_id if browser_id is not None else gr.State("")
+    settings = [ui["system"], ui["model"], *controls.components(), ui["collection"], owner]
+    if index is not None:
+        ui["collection"].focus(lambda: gr.Dropdown(choices=["", *index.names()]), None, ui["collection"],
+                               api_visibility="private")
     outputs = [ui["chatbot"], ui["history"], ui["stats"]]
     _wire_generation(ui, settings, outputs, deps)
     ui["stop"].click(bind(stop, registry=registry), None, None, api_name="stop", concurrency_limit=None)
@@ -194,7 +273,7 @@ def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegist
                         [ui["chatbot"], ui["history"], ui["system"]], api_name="import_chat")
     ui["preset"].change(partial(preset_values, catalog.presets), ui["preset"], controls.components(),
                         api_visibility="private")
-    return ChatTab(message=ui["message"], chatbot=ui["chatbot"], model=ui["model"])
+    return ChatTab(message=ui["message"], chatbot=ui["chatbot"], model=ui["model"], controls=controls)
 
 
 def _wire_generation(ui: dict[str, Any], settings: list, outputs: list, deps: ChatDeps) -> None:

@@ -106,8 +106,8 @@ def _entry_id(value: Any) -> int:
 
 
 def open_entry(entry_id: Any, browser_id: str | None = None, request: gr.Request = None, *,
-               store: HistoryStore) -> tuple[str, str | None]:
-    """One entry in full (markdown) and its image, if it made one."""
+               store: HistoryStore) -> tuple[str, Any]:
+    """One entry in full (markdown) and its image (PIL; None when it made no image)."""
     try:
         e = store.get(owner_of(request, browser_id), _entry_id(entry_id))
     except LookupError as exc:
@@ -116,7 +116,21 @@ def open_entry(entry_id: Any, browser_id: str | None = None, request: gr.Request
     params = ", ".join(f"{k}={v}" for k, v in e.params.items())
     text = (f"**#{e.id} · {e.kind} · {e.model}** · {e.when}\n\nseed {e.seed} · {params or 'default parameters'}"
             f"{' · ' + timings if timings else ''}\n\n**Prompt**\n\n{e.prompt}\n\n**Output**\n\n{e.output}")
-    return text, e.image_path
+    return text, _image(e.image_path)
+
+
+def _image(path: str | None) -> Any:
+    # a PIL image, not the path: gradio refuses to serve files from the data directory (outside its allowed paths)
+    if not path:
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.copy()
+    except OSError:
+        gr.Warning("The image file of this entry is missing.")
+        return None
 
 
 def select_entry(evt: gr.SelectData) -> int:
@@ -188,7 +202,7 @@ def _layout() -> dict[str, Any]:
         ui["rerun"] = gr.Button("Run again", variant="primary")
         ui["delete"] = gr.Button("Delete", variant="stop")
     ui["detail"] = gr.Markdown(elem_id="history-detail")
-    ui["image"] = gr.Image(label="Image", type="filepath", interactive=False)
+    ui["image"] = gr.Image(label="Image", type="pil", interactive=False)
     with gr.Row(visible=False):
         ui["r_kind"], ui["r_prompt"], ui["r_model"] = gr.Textbox(), gr.Textbox(), gr.Textbox()
         ui["r_params"] = gr.JSON()

@@ -10,8 +10,9 @@ from typing import Any
 import gradio as gr
 
 from components.common import (
-    USER_ERRORS, bind, StopRegistry, build_param_controls, params_or_error, preset_values, session_key, user_error,
+    USER_ERRORS, bind, StopRegistry, build_param_controls, params_or_error, preset_values, user_error,
 )
+from components.chat_tab import asker_of, record
 from components.chat_tab import stop as stop_generation
 from config import AppConfig
 from models.catalog import Catalog
@@ -28,12 +29,15 @@ class TextDeps:
     engine: Any  # models.text.TextEngine or a fake with the same `complete` method
     registry: StopRegistry
     max_new_tokens: int
+    history: Any = None  # playground_index.HistoryStore: every completion is recorded when set
 
 
 @dataclass
 class TextTab:
     prompt: gr.Textbox
     output: gr.Textbox
+    model: gr.Dropdown
+    controls: Any  # components.common.ParamControls
 
 
 def parse_stop_strings(text: str) -> tuple[str, ...]:
@@ -46,7 +50,8 @@ def parse_stop_strings(text: str) -> tuple[str, ...]:
     return stops
 
 
-def generate(prompt: str, stop_strings: str, model: str, show_probs: bool, temperature: float, top_p: float, top_k: int, repetition_penalty: float, max_new_tokens: int, seed: int,
+def generate(prompt: str, stop_strings: str, model: str, show_probs: bool, temperature: float, top_p: float,
+             top_k: int, repetition_penalty: float, max_new_tokens: int, seed: int, browser_id: str = "",
              request: gr.Request = None, *, deps: TextDeps) -> Iterator[GenerateOutput]:
     """Stream a completion of `prompt`."""
     if not (prompt or "").strip():
@@ -57,7 +62,8 @@ def generate(prompt: str, stop_strings: str, model: str, show_probs: bool, tempe
     text, stats, tokens = "", {}, []
     if not deps.engine.is_loaded(model):
         gr.Info(f"Loading {model}: the completion waits for it.")
-    with deps.registry.generation(session_key(request)) as stop:
+    asker = asker_of(request, browser_id)
+    with deps.registry.generation(asker.session) as stop:
         try:
             for update in deps.engine.complete(model, prompt, params, stop_strings=stops, stop=stop,
                                                with_probs=bool(show_probs)):
@@ -71,6 +77,7 @@ def generate(prompt: str, stop_strings: str, model: str, show_probs: bool, tempe
             raise user_error(exc, "Generation failed") from None
         except USER_ERRORS as exc:
             raise user_error(exc, f"Could not generate with {model}") from None
+    record(deps, asker, "completion", prompt, text, model, params, {**stats, "stop_strings": list(stops)})
     if stats.get("trimmed_prompt_tokens"):
         gr.Warning(f"The prompt is longer than the model accepts: its first {stats['trimmed_prompt_tokens']} "
                    f"tokens were left out.")
@@ -115,11 +122,13 @@ def _layout(config: AppConfig, catalog: Catalog) -> tuple[dict[str, Any], Any]:
     return ui, controls
 
 
-def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegistry) -> TextTab:
+def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegistry, *, history: Any = None,
+          browser_id: gr.State | None = None) -> TextTab:
     """Lay out the Text generation tab, then wire its events."""
     ui, controls = _layout(config, catalog)
-    deps = TextDeps(engine=engine, registry=registry, max_new_tokens=config.max_new_tokens)
-    inputs = [ui["prompt"], ui["stops"], ui["model"], ui["probs"], *controls.components()]
+    deps = TextDeps(engine=engine, registry=registry, max_new_tokens=config.max_new_tokens, history=history)
+    owner = browser_id if browser_id is not None else gr.State("")
+    inputs = [ui["prompt"], ui["stops"], ui["model"], ui["probs"], *controls.components(), owner]
     done = gr.on([ui["go"].click, ui["prompt"].submit], bind(generate, deps=deps), inputs,
                  [ui["output"], ui["stats"], ui["token_list"]], api_name="generate", concurrency_limit=8,
                  preprocess=False)  # raw values: the handler validates and names a bad parameter
@@ -129,4 +138,4 @@ def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegist
                      concurrency_limit=None)
     ui["preset"].change(partial(preset_values, catalog.presets), ui["preset"], controls.components(),
                         api_visibility="private")
-    return TextTab(prompt=ui["prompt"], output=ui["output"])
+    return TextTab(prompt=ui["prompt"], output=ui["output"], model=ui["model"], controls=controls)

@@ -64,8 +64,10 @@ def write_json(path: Path, data) -> Path:
     return path
 
 
-def fake_services(config: AppConfig, engine):
-    """Services with a fake text engine in place of the real one (same wiring as the app)."""
+def fake_services(config: AppConfig, engine, embedder=None):
+    """Services with a fake text engine (and a hashing embedder) in place of the real ones (same wiring as the app)."""
+    from index.fake_embedder import HashEmbedder
+
     from components.common import StopRegistry
     from databrowser.browser import DatasetBrowser
     from models.cache import ModelCache
@@ -73,9 +75,14 @@ def fake_services(config: AppConfig, engine):
     from models.device import Placement
     from services import Services
 
+    from playground_index import CollectionIndex, HistoryStore
+
+    embedder = embedder or HashEmbedder()
     return Services(config=config, catalog=load_catalog(config.catalog_path), cache=ModelCache(),
-                    placement=lambda: Placement("cpu", "float32", "cpu"), resolver=None, text=engine, registry=StopRegistry(),
-                    datasets=DatasetBrowser.from_config(config))
+                    placement=lambda: Placement("cpu", "float32", "cpu"), resolver=None, text=engine,
+                    registry=StopRegistry(), datasets=DatasetBrowser.from_config(config),
+                    history=HistoryStore.from_config(config, embedder=embedder),
+                    index=CollectionIndex.from_config(config, embedder=embedder))
 
 
 def start_app(services):

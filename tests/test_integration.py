@@ -1,0 +1,67 @@
+"""The tabs working together in the launched app: history recording, answers from a collection, run again."""
+
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+import pytest
+from gradio_client import Client, handle_file
+
+from components.rerun import route_rerun
+from fakes import FakeTextEngine
+from helpers import fake_services, make_config, message_text, start_app
+
+
+@pytest.fixture(scope="module")
+def app_parts(tmp_path_factory, models_root):
+    engine = FakeTextEngine(reply="Kettles boil water in about three minutes")
+    services = fake_services(make_config(tmp_path_factory.mktemp("integration"), models_root), engine)
+    demo, url = start_app(services)
+    yield engine, services, url
+    demo.close()
+    services.history.close()
+    services.index.close()
+
+
+def test_chat_and_completion_are_recorded_for_their_owner_only(app_parts):
+    _, services, url = app_parts
+    mine, other = Client(url, verbose=False), Client(url, verbose=False)
+    mine.predict("What is a kettle for?", api_name="/chat")
+    mine.predict("Once upon a kettle", "", api_name="/generate")
+    other.predict("unrelated question", api_name="/chat")
+    rows = mine.predict("all", "", "", "", api_name="/history_list")
+    data = rows["data"] if isinstance(rows, dict) else rows
+    text = str(data)
+    assert "What is a kettle for?" in text and "Once upon a kettle" in text
+    assert "unrelated question" not in text, "one user's history must not show another's"
+
+
+def test_chat_answers_from_a_collection_and_shows_sources(app_parts, tmp_path):
+    engine, services, url = app_parts
+    doc = tmp_path / "kettle-manual.md"
+    doc.write_text("# Kettle manual\n\nThe blue kettle boils one litre of water in three minutes. "
+                   "Descale the kettle monthly with vinegar.\n")
+    c = Client(url, verbose=False)
+    c.predict("manuals", 100, 20, api_name="/index_create")
+    c.predict("manuals", [handle_file(str(doc))], api_name="/index_add_documents")
+    deadline = time.time() + 30
+    while services.index.info("manuals").indexing and time.time() < deadline:
+        time.sleep(0.2)
+    history = c.predict("How long does the blue kettle take to boil?", collection="manuals", api_name="/chat")
+    prompt = engine.calls[-1]["messages"][-1]["content"]
+    assert "boils one litre of water in three minutes" in prompt, "the retrieved passage must reach the prompt"
+    assert "kettle-manual.md" in message_text(history[-1]) and history[-1]["metadata"]["title"] == "Sources"
+    follow_up = c.predict("Thanks!", api_name="/chat")
+    sent = engine.calls[-1]["messages"]
+    assert not any("Sources" in m["content"] for m in sent), "source notes stay out of later prompts"
+    assert message_text(follow_up[-1]).startswith("Kettles")
+
+
+def test_run_again_routes_to_the_right_tab():
+    chat = route_rerun("chat", "hello", "m/x", {"temperature": 0.5, "seed": 7})
+    assert chat[0].get_config()["selected"] == "chat" if hasattr(chat[0], "get_config") else True
+    assert chat[1:3] == ["hello", "m/x"] and chat[3] == 0.5 and chat[8] == 7
+    completion = route_rerun("completion", "Once", "m/y", {})
+    assert completion[9:11] == ["Once", "m/y"]
+    assert isinstance(route_rerun("", "", "", None)[0], type(gr.skip()))
