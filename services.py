@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -43,7 +44,19 @@ def build_services(config: AppConfig) -> Services:
     text = TextEngine(cache, resolver, placement, trust_remote_code=config.trust_remote_code,
                       max_input_tokens=config.max_input_tokens)
     embedder = default_embedder(cache, resolver)  # one MiniLM for history and collections, owned by the cache
+    registry = StopRegistry()
+    busy = foreground_busy(registry)
+    history = HistoryStore.from_config(config, embedder=embedder, yield_to=busy)
+    index = CollectionIndex.from_config(config, embedder=embedder, yield_to=busy)
     return Services(config=config, catalog=catalog, cache=cache, placement=placement, resolver=resolver, text=text,
-                    registry=StopRegistry(), datasets=DatasetBrowser.from_config(config),
-                    history=HistoryStore.from_config(config, embedder=embedder),
-                    index=CollectionIndex.from_config(config, embedder=embedder))
+                    registry=registry, datasets=DatasetBrowser.from_config(config), history=history, index=index)
+
+
+def foreground_busy(registry: StopRegistry, quiet_s: float = 3.0, warmup_s: float = 10.0) -> Callable[[], bool]:
+    """True while the app starts, while a generation runs and for `quiet_s` after: background embedding waits.
+
+    On 2 cores an embedding batch (or loading the embedding model) beside a generation slows both; users send
+    messages in bursts, so the pauses between them are where history gets embedded.
+    """
+    started = time.monotonic()
+    return lambda: registry.idle_seconds() < quiet_s or time.monotonic() - started < warmup_s

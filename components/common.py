@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import time
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ class StopRegistry:
     def __init__(self) -> None:
         self._events: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self._last_end = time.monotonic()
 
     @contextmanager
     def generation(self, session: str) -> Iterator[threading.Event]:
@@ -41,6 +43,7 @@ class StopRegistry:
             with self._lock:
                 if self._events.get(session) is event:
                     del self._events[session]
+                self._last_end = time.monotonic()
 
     def stop(self, session: str) -> bool:
         """Stop the session's running generation; False when none runs."""
@@ -54,6 +57,11 @@ class StopRegistry:
     def running(self) -> int:
         with self._lock:
             return len(self._events)
+
+    def idle_seconds(self) -> float:
+        """How long no generation has been running (0 while one runs)."""
+        with self._lock:
+            return 0.0 if self._events else time.monotonic() - self._last_end
 
 
 def bind(fn: Callable, **deps: Any) -> Callable:

@@ -109,8 +109,13 @@ class GenerationRun:
         streamer = QueueStreamer(recorder)
         kwargs = self._generate_kwargs(streamer, recorder)
 
+        threads = torch.get_num_threads()
+
         def work() -> None:
             try:
+                # OpenMP keeps its thread count per OS thread: without this, a new thread runs torch on every core
+                # whatever --threads said (and on 2 busy cores that is several times slower)
+                torch.set_num_threads(threads)
                 torch.manual_seed(self.seed)
                 with torch.inference_mode():
                     self.tm.model.generate(**kwargs)

@@ -37,12 +37,13 @@ class CollectionIndex:
         start_worker: start the background embedding thread (tests may drive it by hand).
     """
 
-    def __init__(self, folder: Path, embedder: Embedder, start_worker: bool = True, batch_size: int = 64):
+    def __init__(self, folder: Path, embedder: Embedder, start_worker: bool = True, batch_size: int = 64,
+                 yield_to: Callable[[], bool] | None = None):
         self.folder = Path(folder)
         self.db = Database(self.folder / "collections.db", COLLECTIONS_MIGRATIONS)
         self.embedder = embedder
         self.vectors = VectorCache(self.folder / "vectors", embedder.dim)
-        self.worker = EmbedWorker(self, embedder, batch_size=batch_size, name="collections")
+        self.worker = EmbedWorker(self, embedder, batch_size=batch_size, name="collections", yield_to=yield_to)
         self._adding: dict[int, int] = {}
         self._adding_lock = threading.Lock()
         # the query is embedded while FTS5 runs: both release the GIL, so a hybrid query costs max(), not sum()
@@ -52,11 +53,12 @@ class CollectionIndex:
             self.worker.start()
 
     @classmethod
-    def from_config(cls, config, cache=None, embedder: Embedder | None = None, resolver=None) -> CollectionIndex:
+    def from_config(cls, config, cache=None, embedder: Embedder | None = None, resolver=None,
+                    yield_to: Callable[[], bool] | None = None) -> CollectionIndex:
         """Under `<data_dir>/index/`, embedding with the default model through `cache`."""
         from playground_index.history import default_embedder
 
-        return cls(Path(config.data_dir) / "index", embedder or default_embedder(cache, resolver))
+        return cls(Path(config.data_dir) / "index", embedder or default_embedder(cache, resolver), yield_to=yield_to)
 
     def close(self) -> None:
         self.worker.stop()

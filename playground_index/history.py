@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import io
 import json
 import logging
@@ -81,19 +83,21 @@ class HistoryStore:
         start_worker: start the embedding thread.
     """
 
-    def __init__(self, folder: Path, embedder: Embedder, start_worker: bool = True):
+    def __init__(self, folder: Path, embedder: Embedder, start_worker: bool = True,
+                 yield_to: Callable[[], bool] | None = None):
         self.folder = Path(folder)
         self.images = self.folder / "images"
         self.db = Database(self.folder / "history.db", HISTORY_MIGRATIONS)
         self.embedder = embedder
-        self.worker = EmbedWorker(self, embedder, batch_size=32, name="history")
+        self.worker = EmbedWorker(self, embedder, batch_size=32, name="history", yield_to=yield_to)
         if start_worker:
             self.worker.start()
 
     @classmethod
-    def from_config(cls, config, cache=None, embedder: Embedder | None = None, resolver=None) -> HistoryStore:
+    def from_config(cls, config, cache=None, embedder: Embedder | None = None, resolver=None,
+                    yield_to: Callable[[], bool] | None = None) -> HistoryStore:
         """Under `<data_dir>/index/`, embedding with the default model through `cache`."""
-        return cls(Path(config.data_dir) / "index", embedder or default_embedder(cache, resolver))
+        return cls(Path(config.data_dir) / "index", embedder or default_embedder(cache, resolver), yield_to=yield_to)
 
     def close(self) -> None:
         self.worker.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -31,11 +32,15 @@ class EmbedWorker:
         target: where the rows come from and their vectors go.
         embedder: turns texts into vectors.
         batch_size: rows per transaction (and per encode call).
+        yield_to: while this returns True (foreground work running), the worker waits.
     """
 
-    def __init__(self, target: EmbedTarget, embedder: Embedder, batch_size: int = 64, name: str = "embed"):
+    def __init__(self, target: EmbedTarget, embedder: Embedder, batch_size: int = 64, name: str = "embed",
+                 yield_to: Callable[[], bool] | None = None):
         self.target, self.embedder, self.batch_size, self.name = target, embedder, batch_size, name
         self.error: str = ""  # the last failure, shown in the UI until a batch succeeds again
+        # when set and true, foreground work (a generation) is running: background embedding waits for it
+        self.yield_to = yield_to
         self.embedded = 0
         self._wake = threading.Event()
         self._idle = threading.Event()
@@ -79,6 +84,9 @@ class EmbedWorker:
         apply_torch_threads()
         backoff = 1.0
         while not self._stop.is_set():
+            if self.yield_to is not None and self.yield_to():
+                self._stop.wait(0.25)  # on 2 cores, embedding beside a generation slows both
+                continue
             try:
                 done = self.run_once()
                 self.error, backoff = "", 1.0
