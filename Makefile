@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-.PHONY: setup prepare run test browser-deps bench clean
+.PHONY: setup prepare run test browser-deps bench bench-datasets bench-index clean
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,12 @@ test: prepare browser-deps
 
 bench: prepare   ## speed figures quoted in the README (machine-readable JSON on stdout)
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench_text.py
+
+bench-datasets: setup
+	$(BIN)/python scripts/bench_datasets.py
+
+bench-index: prepare
+	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench_index.py --ingest-chunks 300 --sizes 10000,100000,1000000 --queries 100
 
 clean:
 	rm -rf $(VENV)
