@@ -88,11 +88,11 @@ def retrieve(message: str, collection: str, deps: ChatDeps) -> tuple[str, Messag
 def stream_reply(history: Messages, message: str, system_prompt: str, model: str, params: GenerationParams,
                  asker: Asker, deps: ChatDeps, collection: str = "") -> Iterator[ChatOutput]:
     """Append `message` to `history` and stream the assistant's reply, keeping everything that arrived."""
+    question, notes = retrieve(message, collection, deps)
+    prompt = prompt_messages(history, system_prompt, question)
     convo = [*history, {"role": "user", "content": message}]
     shown = [*convo, {"role": "assistant", "content": ""}]
     yield shown, history, {}  # the question appears at once; the state changes only once a reply starts
-    question, notes = retrieve(message, collection, deps)
-    prompt = prompt_messages(history, system_prompt, question)
     if not deps.engine.is_loaded(model):
         gr.Info(f"Loading {model}: the first reply waits for it.")
     text, stats = "", {}
