@@ -23,7 +23,8 @@ def build_app(services: Services) -> gr.Blocks:
     config, catalog = services.config, services.catalog
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"## {TITLE}")
-        browser_id = history_tab.browser_id_state(config)  # whose history: kept in the browser across reloads
+        # whose history: an id kept in the browser across reloads, handed out by _adopt_browser_id at page load
+        browser_id = history_tab.browser_id_state(config, ensure_on_load=False)
         owner = gr.State("")  # the same id as server-side state, so API endpoints don't ask for it
         demo.load(_adopt_browser_id, browser_id, [browser_id, owner], api_visibility="private", queue=False)
         with gr.Tabs() as tabs:
@@ -35,8 +36,9 @@ def build_app(services: Services) -> gr.Blocks:
                                       browser_id=owner)
             with gr.Tab("Datasets", id="datasets"):
                 datasets_tab.build(services.datasets, config, {"Chat": chat.message, "Text generation": text.prompt})
-            with gr.Tab("History", id="history"):
+            with gr.Tab("History", id="history") as history_page:
                 history = history_tab.build(services.history, browser_id)
+            history_page.select(history.refresh, history.refresh_inputs, history.table, api_visibility="private")
             with gr.Tab("Index", id="index"):
                 index_tab.build(services.index, services.datasets, config)
             with gr.Tab("Models", id="models"):

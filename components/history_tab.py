@@ -34,6 +34,8 @@ class HistoryTab:
     rerun_model: gr.Textbox
     rerun_params: gr.JSON
     rerun_event: Any  # Dependency of the "Run again" click: `.then(route, [rerun_*], [...])`
+    refresh: Callable[..., Any] = None  # lists entries: wire it to the tab's select so new entries show
+    refresh_inputs: list[Any] = None
 
 
 def bind(fn: Callable, **deps: Any) -> Callable:
@@ -170,14 +172,14 @@ def _secret(config: AppConfig | None) -> str | None:
     return path.read_text().strip()
 
 
-def browser_id_state(config: AppConfig | None = None) -> gr.BrowserState:
+def browser_id_state(config: AppConfig | None = None, ensure_on_load: bool = True) -> gr.BrowserState:
     """The anonymous per-browser id; create it once inside the Blocks, before the tabs that record history.
 
     With `config`, its encryption secret is kept in the data directory so the id survives app restarts too.
     """
     state = gr.BrowserState("", storage_key="playground-owner", secret=_secret(config))
     root = gr.context.Context.root_block
-    if root is not None:
+    if root is not None and ensure_on_load:  # the app passes False and gives the id out itself (one writer)
         root.load(ensure_browser_id, state, state, api_visibility="private", queue=False)
     return state
 
@@ -231,4 +233,5 @@ def build(store: HistoryStore, browser_id: gr.BrowserState | None = None) -> His
     if root is not None:
         root.load(listing, [*filters, browser_id], ui["table"], api_visibility="private")
     return HistoryTab(browser_id=browser_id, table=ui["table"], rerun_kind=ui["r_kind"], rerun_prompt=ui["r_prompt"],
-                      rerun_model=ui["r_model"], rerun_params=ui["r_params"], rerun_event=rerun)
+                      rerun_model=ui["r_model"], rerun_params=ui["r_params"], rerun_event=rerun,
+                      refresh=listing, refresh_inputs=[*filters, browser_id])

@@ -48,11 +48,13 @@ def main() -> None:
         temperature.fill("0")
         temperature.press("Tab")
         for i, question in enumerate(("What is the capital of France?", "What is the capital of Italy?")):
+            before = page.locator("#chat-info").inner_text()
             box.fill(question)
             box.press("Enter")
             expect(page.locator(".bot")).to_have_count(i + 1, timeout=30_000)
             expect(page.locator("#chat-info")).to_contain_text("tokens/s", timeout=60_000)
-            page.wait_for_timeout(1000)
+            expect(page.locator("#chat-info")).not_to_have_text(before, timeout=60_000)
+            page.wait_for_timeout(500)
         page.screenshot(path=str(out / "screenshot-chat.png"))
 
         page.get_by_role("tab", name="Text generation").click()
@@ -65,6 +67,11 @@ def main() -> None:
         page.get_by_role("button", name="Generate").click()
         expect(page.locator("#gen-details")).to_contain_text("tokens/s", timeout=60_000)
         page.screenshot(path=str(out / "screenshot-text.png"))
+
+        for tab in ("Datasets", "History", "Index"):
+            page.get_by_role("tab", name=tab).click()
+            page.wait_for_timeout(2500)
+            page.screenshot(path=str(out / f"screenshot-{tab.lower()}.png"))
 
         page.get_by_role("tab", name="Models").click()
         page.get_by_role("button", name="Refresh").click()

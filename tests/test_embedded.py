@@ -85,4 +85,6 @@ def test_browser_user_types_a_question_and_sees_paris(real_app, tmp_path):
         expect(bot).to_contain_text("Paris", timeout=60_000)
         expect(page.locator("#chat-info")).to_contain_text("tokens/s", timeout=30_000)
         page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
+        page.get_by_role("tab", name="History").click()  # the exchange is in this browser's history
+        expect(page.get_by_text(QUESTION).first).to_be_visible(timeout=30_000)
         browser.close()
