@@ -86,5 +86,5 @@ def test_browser_user_types_a_question_and_sees_paris(real_app, tmp_path):
         expect(page.locator("#chat-info")).to_contain_text("tokens/s", timeout=30_000)
         page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
         page.get_by_role("tab", name="History").click()  # the exchange is in this browser's history
-        expect(page.get_by_text(QUESTION).first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text(QUESTION).locator("visible=true").first).to_be_visible(timeout=30_000)
         browser.close()
