@@ -8,7 +8,7 @@ import time
 
 import gradio as gr
 
-from components import chat_tab, datasets_tab, history_tab, index_tab, models_tab, text_tab
+from components import chat_tab, datasets_tab, history_tab, image_tab, index_tab, models_tab, text_tab
 from components.rerun import route_rerun
 from components.models_tab import ModelsDeps
 from config import REPO_DIR, AppConfig
@@ -34,6 +34,9 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("Text generation", id="text"):
                 text = text_tab.build(services.text, catalog, config, services.registry, history=services.history,
                                       browser_id=owner)
+            with gr.Tab("Text to image", id="image"):
+                image_tab.build(services.image, catalog, config, services.registry, history=services.history,
+                                browser_id=owner)
             with gr.Tab("Datasets", id="datasets"):
                 datasets_tab.build(services.datasets, config, {"Chat": chat.message, "Text generation": text.prompt})
             with gr.Tab("History", id="history") as history_page:
@@ -58,7 +61,8 @@ def _adopt_browser_id(browser_id: str) -> tuple[str, str]:
 
 
 def _models_deps(services: Services) -> ModelsDeps:
-    return ModelsDeps(cache=services.cache, loaders={"chat": services.text, "text-generation": services.text},
+    return ModelsDeps(cache=services.cache, loaders={"chat": services.text, "text-generation": services.text,
+                                                     "text-to-image": services.image},
                       placement_note=lambda: services.placement().note)
 
 

@@ -17,6 +17,7 @@ from models.cache import ModelCache
 from models.catalog import Catalog, load_catalog
 from models.device import Placement, choose_placement
 from models.resolve import HubProbe, ModelResolver
+from models.image import ImageEngine
 from models.text import TextEngine
 
 
@@ -28,6 +29,7 @@ class Services:
     placement: Callable[[], Placement]  # resolved on first use: importing torch would delay the server's start
     resolver: ModelResolver
     text: TextEngine
+    image: ImageEngine
     registry: StopRegistry
     datasets: DatasetBrowser
     history: HistoryStore
@@ -48,8 +50,9 @@ def build_services(config: AppConfig) -> Services:
     busy = foreground_busy(registry)
     history = HistoryStore.from_config(config, embedder=embedder, yield_to=busy)
     index = CollectionIndex.from_config(config, embedder=embedder, yield_to=busy)
+    image = ImageEngine(cache, resolver, placement, default_ref=catalog.default("text-to-image"))
     return Services(config=config, catalog=catalog, cache=cache, placement=placement, resolver=resolver, text=text,
-                    registry=registry, datasets=DatasetBrowser.from_config(config), history=history, index=index)
+                    image=image, registry=registry, datasets=DatasetBrowser.from_config(config), history=history, index=index)
 
 
 def foreground_busy(registry: StopRegistry, quiet_s: float = 3.0, warmup_s: float = 10.0) -> Callable[[], bool]:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import tempfile
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from components.common import USER_ERRORS, StopRegistry, session_key, user_error
+from components.common import USER_ERRORS, StopRegistry, bind, session_key, user_error
 from config import AppConfig
 from models.catalog import Catalog
 from models.image_meta import read_png_meta, save_png
@@ -22,6 +23,7 @@ TASK = "text-to-image"
 # the inputs of /text_to_image, in order; restored from a dropped PNG under the same names
 SETTINGS = ("negative_prompt", "model", "steps", "guidance_scale", "seed", "width", "height", "num_images",
             "scheduler", "guidance_rescale", "attention_slicing", "vae_tiling")
+logger = logging.getLogger(__name__)
 GenerateOutput = tuple[list[tuple[str, str]], int, dict[str, Any]]
 
 
@@ -32,6 +34,7 @@ class ImageDeps:
     engine: Any  # models.image.ImageEngine or a fake with the same `generate`
     registry: StopRegistry
     out_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hf-playground-images-")))
+    history: Any = None  # playground_index.HistoryStore: each image is recorded when set
 
 
 @dataclass
@@ -79,8 +82,9 @@ def details(result: Any) -> dict[str, Any]:
 
 def text_to_image(prompt: str, negative_prompt: str, model: str, steps: float, guidance_scale: float, seed: float,
                   width: float, height: float, num_images: float, scheduler: str, guidance_rescale: float = 0.0,
-                  attention_slicing: bool = False, vae_tiling: bool = False, request: gr.Request = None,
-                  progress: gr.Progress = gr.Progress(), *, deps: ImageDeps) -> GenerateOutput:
+                  attention_slicing: bool = False, vae_tiling: bool = False, browser_id: str = "",
+                  request: gr.Request = None, progress: gr.Progress = gr.Progress(), *,
+                  deps: ImageDeps) -> GenerateOutput:
     """Generate images from a prompt; returns the images (PNG with metadata), the seed used and run details."""
     try:
         params: ImageParams = parse_image_params(prompt, negative_prompt, steps, guidance_scale, seed, width, height,
@@ -101,7 +105,26 @@ def text_to_image(prompt: str, negative_prompt: str, model: str, steps: float, g
         gr.Warning(f"Interrupted at step {result.steps_done} of {params.steps}: the images are unfinished.")
     if result.note:
         gr.Warning(result.note)
-    return save_results(result, deps.out_dir), result.seed, details(result)
+    items = save_results(result, deps.out_dir)
+    record_images(deps, request, browser_id, model, params, result, items)
+    return items, result.seed, details(result)
+
+
+def record_images(deps: ImageDeps, request: gr.Request | None, browser_id: str, model: str, params: Any,
+                  result: Any, items: list[tuple[str, str]]) -> None:
+    """Keep every image (PNG with its parameters) in the user's history; never fails the generation."""
+    if deps.history is None:
+        return
+    from playground_index import owner_of
+
+    owner = owner_of(request, browser_id)
+    for i, (path, _) in enumerate(items):
+        meta = result.metadata(i)
+        try:
+            deps.history.record(owner, "image", params.prompt, f"{params.width}x{params.height} image", model, meta,
+                                meta.get("seed"), result.timings, image_png=Path(path).read_bytes())
+        except Exception:  # the image is already shown; the log says why history missed it
+            logger.exception("could not record an image generation")
 
 
 def interrupt(request: gr.Request = None, *, registry: StopRegistry) -> str:
@@ -169,16 +192,19 @@ def _layout(catalog: Catalog) -> dict[str, Any]:
     return ui
 
 
-def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegistry) -> ImageTab:
+def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegistry, *, history: Any = None,
+          browser_id: gr.State | None = None) -> ImageTab:
     """Lay out the Text-to-image tab, then wire its events."""
     ui = _layout(catalog)
-    deps = ImageDeps(engine=engine, registry=registry, out_dir=Path(tempfile.mkdtemp(prefix="hf-playground-images-")))
+    deps = ImageDeps(engine=engine, registry=registry, out_dir=Path(tempfile.mkdtemp(prefix="hf-playground-images-")),
+                     history=history)
+    owner = browser_id if browser_id is not None else gr.State("")
     inputs = [ui["prompt"], *(ui[name] for name in SETTINGS)]
     outputs = [ui["gallery"], ui["seed_used"], ui["details"]]
     # preprocess=False: raw values reach the handler, which validates them itself and names the bad setting
-    gr.on([ui["generate"].click, ui["prompt"].submit], partial(text_to_image, deps=deps), inputs, outputs,
+    gr.on([ui["generate"].click, ui["prompt"].submit], bind(text_to_image, deps=deps), [*inputs, owner], outputs,
           api_name="text_to_image", concurrency_limit=2, concurrency_id="image", preprocess=False)
-    ui["interrupt"].click(partial(interrupt, registry=registry), None, ui["status"], api_name="interrupt_image",
+    ui["interrupt"].click(bind(interrupt, registry=registry), None, ui["status"], api_name="interrupt_image",
                           concurrency_limit=None, queue=False)
     ui["reuse"].click(lambda s: s, ui["seed_used"], ui["seed"], api_visibility="private", queue=False)
     ui["drop"].upload(restore, ui["drop"], inputs, api_name="restore_image_settings", queue=False)

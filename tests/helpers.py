@@ -64,7 +64,7 @@ def write_json(path: Path, data) -> Path:
     return path
 
 
-def fake_services(config: AppConfig, engine, embedder=None):
+def fake_services(config: AppConfig, engine, embedder=None, image=None):
     """Services with a fake text engine (and a hashing embedder) in place of the real ones (same wiring as the app)."""
     from index.fake_embedder import HashEmbedder
 
@@ -80,6 +80,7 @@ def fake_services(config: AppConfig, engine, embedder=None):
     embedder = embedder or HashEmbedder()
     return Services(config=config, catalog=load_catalog(config.catalog_path), cache=ModelCache(),
                     placement=lambda: Placement("cpu", "float32", "cpu"), resolver=None, text=engine,
+                    image=image or _image_engine(config),
                     registry=StopRegistry(), datasets=DatasetBrowser.from_config(config),
                     history=HistoryStore.from_config(config, embedder=embedder),
                     index=CollectionIndex.from_config(config, embedder=embedder))
@@ -100,3 +101,14 @@ def message_text(message: dict) -> str:
     if isinstance(content, str):
         return content
     return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+
+
+def _image_engine(config: AppConfig):
+    """The real image engine (it loads nothing until asked), for apps whose tests don't generate images."""
+    from models.cache import ModelCache
+    from models.device import Placement
+    from models.image import ImageEngine
+    from models.resolve import HubProbe, ModelResolver
+
+    resolver = ModelResolver(config.readable_dirs, config.models_dir, HubProbe(offline=True))
+    return ImageEngine(ModelCache(), resolver, lambda: Placement("cpu", "float32", "cpu"))
