@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 import secrets
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+
+from components.common import bind
 
 from config import AppConfig
 from playground_index import KINDS, EmptyQuery, HistoryStore, new_browser_id, owner_of
@@ -36,27 +35,6 @@ class HistoryTab:
     rerun_event: Any  # Dependency of the "Run again" click: `.then(route, [rerun_*], [...])`
     refresh: Callable[..., Any] = None  # lists entries: wire it to the tab's select so new entries show
     refresh_inputs: list[Any] = None
-
-
-def bind(fn: Callable, **deps: Any) -> Callable:
-    """`fn` with its keyword-only dependencies filled in, keeping the signature and resolved type hints.
-
-    functools.partial hides the type hints from gradio, which then never passes `gr.Request` (every caller would
-    be the same anonymous owner); a real function with `__signature__` and `__annotations__` keeps them visible.
-    """
-    hints = typing.get_type_hints(fn)
-    signature = inspect.signature(fn)
-
-    @functools.wraps(fn)
-    def bound(*args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs, **deps)
-
-    del bound.__wrapped__  # gradio must see the signature below, not the original one
-    bound.__signature__ = signature.replace(
-        parameters=[p for name, p in signature.parameters.items() if name not in deps],
-        return_annotation=hints.get("return", inspect.Signature.empty))
-    bound.__annotations__ = {k: v for k, v in hints.items() if k not in deps}
-    return bound
 
 
 def _preview(text: str) -> str:

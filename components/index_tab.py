@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from components.common import session_key
-from components.history_tab import bind
+from components.common import bind
 from config import AppConfig
 from databrowser.errors import DatasetError
 from databrowser.sources import SourceRef
