@@ -28,7 +28,6 @@ from models.zerogpu import gpu
 logger = logging.getLogger(__name__)
 TASK = "text-to-image"
 EMBEDDED_T2I = "hf-playground/tiny-t2i-64"
-EMBEDDED_T2I_DIR = Path(__file__).resolve().parents[1] / "assets" / "t2i-model"
 StepProgress = Callable[[int, int], None]  # (steps done, steps in total)
 
 
@@ -107,17 +106,8 @@ class ImageEngine:
             raise ModelLoadError(f"{ref} is loaded as a {type(model).__name__}, not a text-to-image pipeline")
         return model
 
-    def resolve(self, ref: str, progress: Progress | None = None) -> Resolved:
-        """The embedded model's id maps to its folder in assets/ (no network); everything else goes to the resolver."""
-        if ref.strip() == EMBEDDED_T2I:
-            if not (EMBEDDED_T2I_DIR / "model_index.json").is_file():
-                raise ModelNotFound(f"the embedded model folder {EMBEDDED_T2I_DIR} is missing: run "
-                                    f"scripts/train_t2i.py to build it")
-            return Resolved(EMBEDDED_T2I, str(EMBEDDED_T2I_DIR), "embedded copy")
-        return self.resolver.resolve(ref, progress)
-
     def _load(self, ref: str, progress: Progress | None) -> Loaded:
-        resolved = self.resolve(ref, progress)
+        resolved = self.resolver.resolve(ref, progress)  # the shipped model resolves there too (REPO_MODELS)
         self._check_is_text2image(resolved)
         try:
             return self._load_resolved(resolved)

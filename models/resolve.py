@@ -15,6 +15,12 @@ from models.embedded import EMBEDDED, Progress, ensure_converted
 logger = logging.getLogger(__name__)
 
 
+# Models the repository ships: a hub-like id (what the catalog names) -> its folder, resolved with no network.
+REPO_MODELS = {
+    "hf-playground/tiny-t2i-64": Path(__file__).resolve().parents[1] / "assets" / "t2i-model",
+}
+
+
 class ModelNotFound(LookupError):
     """No source had the model; the message lists what was tried."""
 
@@ -87,6 +93,11 @@ class ModelResolver:
         ref = (ref or "").strip()
         if not ref:
             raise ModelNotFound("no model given: type a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct or a folder")
+        if ref in REPO_MODELS:
+            folder = REPO_MODELS[ref]
+            if not (folder / "model_index.json").is_file() and not (folder / "config.json").is_file():
+                raise ModelNotFound(f"the model folder {folder} that ships with the app is missing or incomplete")
+            return Resolved(ref, str(folder), "embedded copy")
         path = Path(ref).expanduser()
         if looks_like_path(ref) or path.is_dir():
             return self._local_folder(ref, path)
