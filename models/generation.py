@@ -33,6 +33,7 @@ class TextModel:
     tokenizer: object
     context_length: int
     eos_ids: list[int]
+    batcher: object | None = None  # a models.batching.Batcher when concurrent requests can share forward passes
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ class GenerationRun:
         return kwargs
 
     def _start(self):
+        if self.tm.batcher is not None:
+            return self.tm.batcher.submit(self.ids, self.params, self.seed, self.stop, self.with_probs)
         import torch
 
         from models.streaming import ProbabilityRecorder, QueueStreamer
@@ -137,7 +140,7 @@ class GenerationRun:
         n, ttft, text, reason = 0, None, "", "eos"
         try:
             while True:
-                kind, value, prob = streamer.queue.get()
+                kind, value, prob = streamer.out.get()
                 if kind == "end":
                     break
                 if kind == "error":

@@ -36,7 +36,7 @@ class QueueStreamer(BaseStreamer):
     """Receives token ids from `generate` (in its thread) and queues (token_id, probability) pairs."""
 
     def __init__(self, recorder: ProbabilityRecorder | None = None):
-        self.queue: queue.Queue = queue.Queue()
+        self.out: queue.Queue = queue.Queue()
         self.recorder = recorder
         self._prompt_seen = False
 
@@ -48,13 +48,13 @@ class QueueStreamer(BaseStreamer):
         prob = None
         if self.recorder is not None and self.recorder.last is not None:
             prob = float(self.recorder.last[0, token_id])
-        self.queue.put(("token", token_id, prob))
+        self.out.put(("token", token_id, prob))
 
     def end(self) -> None:
-        self.queue.put(("end", None, None))
+        self.out.put(("end", None, None))
 
     def fail(self, exc: BaseException) -> None:
-        self.queue.put(("error", exc, None))
+        self.out.put(("error", exc, None))
 
 
 class IncrementalDecoder:

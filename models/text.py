@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from models import batching
 from models.cache import Loaded, ModelCache
 from models.device import Placement
 from models.embedded import Progress
@@ -36,15 +37,20 @@ class TextEngine:
         placement: device and dtype for loading, or a function giving them (so torch loads on first use).
         trust_remote_code: allow models that ship their own Python code (off unless the operator opts in).
         max_input_tokens: cap on prompt tokens, below the model's own context length.
+        max_batch: most concurrent generations sharing one model's forward passes (0: one `generate` per request).
+        max_waiting: most requests waiting for a place in a model's batch before new ones are refused.
+        threads: torch threads for generation workers (None: torch's default).
     """
 
     def __init__(self, cache: ModelCache, resolver: ModelResolver, placement: Placement | Callable[[], Placement], *,
-                 trust_remote_code: bool = False, max_input_tokens: int = 4096):
+                 trust_remote_code: bool = False, max_input_tokens: int = 4096, max_batch: int = 8,
+                 max_waiting: int = 64, threads: int | None = None):
         self.cache = cache
         self.resolver = resolver
         self.placement = placement
         self.trust_remote_code = trust_remote_code
         self.max_input_tokens = max_input_tokens
+        self.max_batch, self.max_waiting, self.threads = max_batch, max_waiting, threads
 
     # -- loading ---------------------------------------------------------------------------------------------
     def load(self, ref: str, progress: Progress | None = None) -> TextModel:
@@ -92,6 +98,9 @@ class TextEngine:
         with torch.inference_mode():  # warm-up: the first generations after a load fault pages in
             model.generate(**tokenizer("Hello", return_tensors="pt").to(model.device), max_new_tokens=2,
                            do_sample=False, pad_token_id=eos_ids[0] if eos_ids else None)
+        if self.max_batch > 0 and batching.probe(model):
+            tm.batcher = batching.Batcher(model, eos_ids, max_batch=self.max_batch, max_waiting=self.max_waiting,
+                                          threads=self.threads)
         return Loaded(value=tm, task=TASK, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
                       parameters=model.num_parameters(), memory_bytes=model.get_memory_footprint(),
                       source=resolved.source)

@@ -1,0 +1,298 @@
+"""Continuous batching: concurrent requests for one model share its forward passes.
+
+One worker thread per loaded model runs the batch. A request joins at a token boundary: the prompts that arrived
+since the last step are prefilled together, their KV cache is left-padded to the batch's length and stacked onto it.
+A request leaves when it ends (end of sequence, length, its stop flag) and its rows are cut out of the cache. Each
+request keeps its own sampling parameters, random generator (so a seed gives the same text alone or in a batch) and
+output queue, which receives the same ("token" | "end" | "error", value, probability) triples as `QueueStreamer`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import queue
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+
+from models.params import GenerationParams
+from models.sampling import pick_token
+
+logger = logging.getLogger(__name__)
+
+
+class QueueFull(RuntimeError):
+    """Too many requests are already waiting for this model; the message says how many."""
+
+
+class NotBatchable(RuntimeError):
+    """The model's cache is not a plain per-layer key/value cache (recurrent or hybrid layers)."""
+
+
+@dataclass
+class BatchRequest:
+    ids: list[int]
+    params: GenerationParams
+    seed: int
+    stop: threading.Event
+    with_probs: bool = False
+    out: queue.Queue = field(default_factory=queue.Queue)
+    generated: int = 0
+    length: int = 0  # this row's real (unpadded) tokens in the cache
+    next_token: int = 0
+    done: bool = False
+    seen: torch.Tensor | None = None  # distinct token ids so far, for the repetition penalty
+    generator: torch.Generator | None = None
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    running: int
+    waiting: int
+    max_batch: int
+    steps: int
+    served: int
+
+
+class Batcher:
+    """Runs one model's generations as one continuously refilled batch.
+
+    Args:
+        model: a causal LM whose cache is made of plain key/value layers (see `check_batchable`).
+        eos_ids: tokens that end a sequence.
+        max_batch: most sequences in one forward pass; further requests wait in order.
+        max_waiting: most requests waiting for a place; more are refused with `QueueFull`.
+        threads: torch threads for the worker (OpenMP keeps the count per OS thread); None leaves torch's default.
+    """
+
+    def __init__(self, model, eos_ids: list[int], *, max_batch: int = 8, max_waiting: int = 64,
+                 threads: int | None = None):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.model = model
+        self.eos = set(eos_ids)
+        self.pad_id = eos_ids[0] if eos_ids else 0
+        self.max_batch, self.max_waiting, self.threads = max_batch, max_waiting, threads
+        self._cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self._cond = threading.Condition()
+        self._waiting: deque[BatchRequest] = deque()
+        self._active: list[BatchRequest] = []
+        self._cache = None
+        self._thread: threading.Thread | None = None
+        self._steps = self._served = 0
+
+    # -- the caller's side ----------------------------------------------------------------------------------
+    def submit(self, ids: list[int], params: GenerationParams, seed: int, stop: threading.Event,
+               with_probs: bool = False) -> BatchRequest:
+        """Queue a generation; its tokens arrive on the returned request's `out` queue."""
+        if not ids:
+            raise ValueError("the prompt has no tokens")
+        req = BatchRequest(ids=list(ids), params=params, seed=seed, stop=stop, with_probs=with_probs)
+        with self._cond:
+            if len(self._waiting) >= self.max_waiting:
+                raise QueueFull(f"{len(self._waiting)} requests are already waiting for this model (the limit is "
+                                f"{self.max_waiting}); try again in a moment")
+            self._waiting.append(req)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return req
+
+    def stats(self) -> BatchStats:
+        with self._cond:
+            return BatchStats(running=len(self._active), waiting=len(self._waiting), max_batch=self.max_batch,
+                              steps=self._steps, served=self._served)
+
+    def position(self, req: BatchRequest) -> int:
+        """0 when the request is running (or done), else its place among those waiting (1 = next)."""
+        with self._cond:
+            try:
+                return self._waiting.index(req) + 1
+            except ValueError:
+                return 0
+
+    # -- the worker -----------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                while self._loop_once():
+                    pass
+        except BaseException as exc:  # a bug here must not leave callers waiting forever
+            logger.exception("batch worker failed")
+            with self._cond:
+                for req in [*self._active, *self._waiting]:
+                    req.out.put(("error", exc, None))
+                self._active, self._cache = [], None
+                self._waiting.clear()
+                self._thread = None
+
+    def _loop_once(self) -> bool:
+        with self._cond:
+            if not self._waiting and not self._active:
+                self._thread, self._cache = None, None  # the next submit starts a fresh worker
+                return False
+            room = self.max_batch - len(self._active)
+            joining = [self._waiting.popleft() for _ in range(min(room, len(self._waiting)))]
+        for req in joining:
+            if req.stop.is_set():
+                req.done = True
+                req.out.put(("end", None, None))
+        joining = [r for r in joining if not r.done]
+        if joining:
+            self._admit(joining)
+        self._retire()
+        if self._active:
+            self._step()
+            self._retire()
+        return True
+
+    def _forward(self, input_ids, attention_mask, position_ids, cache):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
+        return out.logits[:, -1, :].float()
+
+    def _admit(self, joining: list[BatchRequest]) -> None:
+        """Prefill the newcomers together and stack their cache onto the batch's; one failure fails only its own."""
+        from transformers import DynamicCache
+
+        width = max(len(r.ids) for r in joining)
+        ids = torch.full((len(joining), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(joining), width), dtype=torch.long)
+        for i, req in enumerate(joining):
+            ids[i, width - len(req.ids):] = torch.tensor(req.ids)
+            mask[i, width - len(req.ids):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        device = self.model.device
+        try:
+            logits = self._forward(ids.to(device), mask.to(device), positions.to(device), cache)
+            check_batchable(cache)
+        except NotBatchable:
+            raise
+        except Exception as exc:
+            if len(joining) > 1:  # find the one that fails
+                for req in joining:
+                    self._admit([req])
+                return
+            logger.exception("prefill failed")
+            joining[0].done = True
+            joining[0].out.put(("error", exc, None))
+            return
+        self._stack(cache)
+        for i, req in enumerate(joining):
+            req.length = len(req.ids)
+            req.seen = torch.tensor(sorted(set(req.ids)), dtype=torch.long, device=logits.device)
+            req.generator = torch.Generator(device=logits.device).manual_seed(req.seed)
+            self._active.append(req)
+            self._emit(req, logits[i])
+
+    def _stack(self, cache) -> None:
+        if self._cache is None or not self._active:
+            self._cache = cache
+            return
+        old, new = self._cache.get_seq_length(), cache.get_seq_length()
+        width = max(old, new)
+        for mine, theirs in zip(self._cache.layers, cache.layers):
+            mine.keys = torch.cat([_pad_left(mine.keys, width - old), _pad_left(theirs.keys, width - new)])
+            mine.values = torch.cat([_pad_left(mine.values, width - old), _pad_left(theirs.values, width - new)])
+
+    def _step(self) -> None:
+        """One token for every running request."""
+        device = self.model.device
+        width = self._cache.get_seq_length()
+        lengths = torch.tensor([r.length for r in self._active])
+        mask = (torch.arange(width + 1)[None, :] >= (width - lengths)[:, None]).long()
+        ids = torch.tensor([[r.next_token] for r in self._active])
+        try:
+            logits = self._forward(ids.to(device), mask.to(device), lengths[:, None].to(device), self._cache)
+        except Exception as exc:  # the shared pass failed: every running request gets the error
+            logger.exception("batched decoding step failed")
+            for req in self._active:
+                req.done = True
+                req.out.put(("error", exc, None))
+            self._active, self._cache = [], None
+            return
+        self._steps += 1
+        for i, req in enumerate(self._active):
+            req.length += 1
+            self._emit(req, logits[i])
+
+    def _emit(self, req: BatchRequest, logits: torch.Tensor) -> None:
+        try:
+            token, prob = pick_token(logits, req.params, req.seen, req.generator, req.with_probs)
+        except Exception as exc:  # this request's sampling failed (say, NaN scores): only it ends
+            logger.exception("sampling failed")
+            req.done = True
+            req.out.put(("error", exc, None))
+            return
+        req.generated += 1
+        req.next_token = token
+        if req.params.repetition_penalty != 1.0 and not bool((req.seen == token).any()):
+            req.seen = torch.cat([req.seen, req.seen.new_tensor([token])])
+        req.out.put(("token", token, prob))
+        if token in self.eos or req.generated >= req.params.max_new_tokens:
+            req.done = True
+            req.out.put(("end", None, None))
+
+    def _retire(self) -> None:
+        """Drop finished and stopped requests from the batch and the cache, and padding nobody needs any more."""
+        keep = []
+        for i, req in enumerate(self._active):
+            if not req.done and req.stop.is_set():
+                req.done = True
+                req.out.put(("end", None, None))
+            if not req.done:
+                keep.append(i)
+        if len(keep) == len(self._active):
+            return
+        self._served += len(self._active) - len(keep)
+        self._active = [self._active[i] for i in keep]
+        if not self._active:
+            self._cache = None
+            return
+        index = torch.tensor(keep, device=self._cache.layers[0].keys.device)
+        width = self._cache.get_seq_length()
+        cut = width - max(r.length for r in self._active)
+        for layer in self._cache.layers:
+            layer.keys = layer.keys[index, :, cut:]
+            layer.values = layer.values[index, :, cut:]
+
+
+def _pad_left(t: torch.Tensor, n: int) -> torch.Tensor:
+    if n == 0:
+        return t
+    return torch.cat([t.new_zeros((*t.shape[:2], n, t.shape[3])), t], dim=2)
+
+
+def check_batchable(cache) -> None:
+    """Raise NotBatchable unless every cache layer is a plain growing key/value layer."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer) is not DynamicLayer or layer.keys.dim() != 4 for layer in layers):
+        kinds = sorted({type(layer).__name__ for layer in layers or []})
+        raise NotBatchable(f"cache layers {kinds or type(cache).__name__} cannot be stacked")
+
+
+def probe(model) -> bool:
+    """Whether `model` can run in a `Batcher` (one tiny forward pass)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    try:
+        with torch.inference_mode():
+            ids = torch.tensor([[1, 2]], device=model.device)
+            model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.tensor([[0, 1]], device=model.device),
+                  use_cache=True, **{kw: cache})
+        check_batchable(cache)
+    except Exception as exc:  # any failure: generate() one request at a time, as before
+        logger.info("%s runs without batching: %s", type(model).__name__, exc)
+        return False
+    return True
