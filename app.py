@@ -43,7 +43,7 @@ def build_app(services: Services) -> gr.Blocks:
                 history = history_tab.build(services.history, browser_id)
             history_page.select(history.refresh, history.refresh_inputs, history.table, api_visibility="private")
             with gr.Tab("Index", id="index"):
-                index_tab.build(services.index, services.datasets, config)
+                index_tab.build(services.index, services.datasets, config, browser_id)
             with gr.Tab("Models", id="models"):
                 models = models_tab.build(_models_deps(services), catalog)
         demo.load(models.listing, None, models.view, api_visibility="private")

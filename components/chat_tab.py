@@ -66,18 +66,19 @@ def prompt_messages(history: Messages, system_prompt: str, question: str) -> Mes
     return [*system, *turns, {"role": "user", "content": question}]
 
 
-def retrieve(message: str, collection: str, deps: ChatDeps) -> tuple[str, Messages]:
-    """The question with retrieved passages, and the sources note to show under the reply."""
+def retrieve(message: str, collection: str, deps: ChatDeps, owner: str) -> tuple[str, Messages]:
+    """The question with passages from the asker's (`owner`'s) collection, and the sources note for the reply."""
     if not collection or deps.index is None:
         return message, []
     from playground_index import format_sources, rag_message
 
     try:
-        context, sources = deps.index.retrieve_for_prompt(collection, message, top_k=4, max_chars=deps.rag_chars)
+        context, sources = deps.index.retrieve_for_prompt(owner, collection, message, top_k=4,
+                                                          max_chars=deps.rag_chars)
     except USER_ERRORS as exc:
         raise gr.Error(f"Could not search the collection {collection!r}: {exc}") from None
     if not sources:
-        info = deps.index.info(collection)
+        info = deps.index.info(owner, collection)
         busy = f" It is still indexing ({info.embedded}/{info.chunks} chunks embedded)." if info.indexing else ""
         gr.Warning(f"Nothing in {collection!r} matched your message; answering without it.{busy}")
         return message, []
@@ -88,15 +89,15 @@ def retrieve(message: str, collection: str, deps: ChatDeps) -> tuple[str, Messag
 def stream_reply(history: Messages, message: str, system_prompt: str, model: str, params: GenerationParams,
                  asker: Asker, deps: ChatDeps, collection: str = "") -> Iterator[ChatOutput]:
     """Append `message` to `history` and stream the assistant's reply, keeping everything that arrived."""
-    question, notes = retrieve(message, collection, deps)
+    question, notes = retrieve(message, collection, deps, asker.owner)
     prompt = prompt_messages(history, system_prompt, question)
     convo = [*history, {"role": "user", "content": message}]
     shown = [*convo, {"role": "assistant", "content": ""}]
-    yield shown, history, {}  # the question appears at once; the state changes only once a reply starts
-    if not deps.engine.is_loaded(model):
-        gr.Info(f"Loading {model}: the first reply waits for it.")
     text, stats = "", {}
-    with deps.registry.generation(asker.session) as stop:
+    with deps.registry.generation(asker.session) as stop:  # refuses (rate limit) before anything is shown
+        yield shown, history, {}  # the question appears at once; the state changes only once a reply starts
+        if not deps.engine.is_loaded(model):
+            gr.Info(f"Loading {model}: the first reply waits for it.")
         try:
             for update in deps.engine.chat(model, prompt, params, stop=stop):
                 if update.stats is not None:
@@ -136,6 +137,11 @@ def asker_of(request: gr.Request | None, browser_id: str) -> Asker:
     from playground_index import owner_of
 
     return Asker(session=session_key(request), owner=owner_of(request, browser_id))
+
+
+def collection_choices(browser_id: str = "", request: gr.Request = None, *, index: Any) -> gr.Dropdown:
+    """The asker's own collections to answer from."""
+    return gr.Dropdown(choices=["", *index.names(asker_of(request, browser_id).owner)])
 
 
 def _params(deps: ChatDeps, values: tuple[Any, ...]) -> GenerationParams:
@@ -259,7 +265,7 @@ def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegist
     owner = browser_id if browser_id is not None else gr.State("")
     settings = [ui["system"], ui["model"], *controls.components(), ui["collection"], owner]
     if index is not None:
-        ui["collection"].focus(lambda: gr.Dropdown(choices=["", *index.names()]), None, ui["collection"],
+        ui["collection"].focus(bind(collection_choices, index=index), owner, ui["collection"],
                                api_visibility="private")
     outputs = [ui["chatbot"], ui["history"], ui["stats"]]
     _wire_generation(ui, settings, outputs, deps)

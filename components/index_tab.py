@@ -1,4 +1,7 @@
-"""Index tab: collections of documents (uploads or a dataset column), indexing progress, and hybrid search."""
+"""Index tab: the caller's collections of documents (uploads or a dataset column), progress, hybrid search.
+
+Collections belong to their owner, like history entries: handlers take the browser id and the request last.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +10,17 @@ from typing import Any
 
 import gradio as gr
 
-from components.common import session_key
-from components.common import bind
+from components.common import bind, session_key
 from config import AppConfig
 from databrowser.errors import DatasetError
 from databrowser.sources import SourceRef
-from playground_index import CollectionIndex, DocumentError, EmptyQuery
+from playground_index import CollectionIndex, DocumentError, EmptyQuery, owner_of
 from playground_index.documents import column_documents, supported_types
 from playground_index.search import MODES
 
 RESULT_HEADERS = ["rank", "score", "document", "chunk", "text", "bm25", "similarity"]
+DOC_HEADERS = ["id", "document", "chunks", "embedded", "added"]
+DOC_ROWS = 500
 USER_ERRORS = (ValueError, LookupError, DatasetError)
 POLL_S = 1.0
 
@@ -34,90 +38,121 @@ class IndexTab:
     status: gr.Markdown
 
 
-def _choices(index: CollectionIndex, value: str | None = None) -> gr.Dropdown:
-    names = index.names()
+def _owner(browser_id: str | None, request: gr.Request | None) -> str:
+    # the same key as history: the logged-in user, else the browser's id, else the API client's session
+    return owner_of(request, browser_id)
+
+
+def _choices(index: CollectionIndex, owner: str, value: str | None = None) -> gr.Dropdown:
+    names = index.names(owner)
     return gr.Dropdown(choices=names, value=value if value in names else (names[0] if names else None))
 
 
-def collection_status(name: str, *, index: CollectionIndex) -> tuple[str, gr.Timer]:
+def collection_choices(value: str | None, browser_id: str | None = None, request: gr.Request = None, *,
+                       index: CollectionIndex) -> tuple[gr.Dropdown, gr.Accordion]:
+    """The caller's collections (keeping the selection), and the "New collection" form open when there are none."""
+    owner = _owner(browser_id, request)
+    return _choices(index, owner, value), gr.Accordion(open=not index.names(owner))
+
+
+def collection_status(name: str, browser_id: str | None = None, request: gr.Request = None, *,
+                      index: CollectionIndex) -> tuple[str, gr.Timer]:
     """The collection's counts and progress; the poll timer runs only while it is indexing."""
     if not name:
         return "No collection selected: create one below.", gr.Timer(active=False)
     try:
-        info = index.info(name)
+        info = index.info(_owner(browser_id, request), name)
     except LookupError as exc:
         return str(exc), gr.Timer(active=False)
     return info.describe(), gr.Timer(active=info.indexing)
 
 
-def list_collections(*, index: CollectionIndex) -> list[dict[str, Any]]:
-    """Every collection with its counts."""
+def status_text(name: str, browser_id: str | None = None, request: gr.Request = None, *,
+                index: CollectionIndex) -> str:
+    """One line: documents, chunks, embedding progress and settings of one of the caller's collections."""
+    return collection_status(name, browser_id, request, index=index)[0]
+
+
+def list_collections(browser_id: str | None = None, request: gr.Request = None, *,
+                     index: CollectionIndex) -> list[dict[str, Any]]:
+    """The caller's collections with their counts."""
     return [{"name": i.name, "documents": i.documents, "chunks": i.chunks, "embedded": i.embedded,
-             "indexing": i.indexing, "chunk_size": i.chunk_size, "overlap": i.overlap} for i in index.list()]
+             "indexing": i.indexing, "chunk_size": i.chunk_size, "overlap": i.overlap}
+            for i in index.list(_owner(browser_id, request))]
 
 
-def create_collection(name: str, chunk_size: int, overlap: int, *, index: CollectionIndex) -> tuple[gr.Dropdown, str]:
-    """Create a collection (chunk size and overlap in words)."""
+def create_collection(name: str, chunk_size: int, overlap: int, browser_id: str | None = None,
+                      request: gr.Request = None, *, index: CollectionIndex) -> tuple[gr.Dropdown, str]:
+    """Create a collection of the caller's (chunk size and overlap in words)."""
+    owner = _owner(browser_id, request)
     try:
-        info = index.create(name, int(chunk_size), int(overlap))
+        info = index.create(owner, name, int(chunk_size), int(overlap))
     except USER_ERRORS as exc:
         raise gr.Error(str(exc)) from None
-    return _choices(index, info.name), info.describe()
+    return _choices(index, owner, info.name), info.describe()
 
 
-def delete_collection(name: str, *, index: CollectionIndex) -> tuple[gr.Dropdown, str]:
-    """Delete a collection and everything in it."""
+def delete_collection(name: str, browser_id: str | None = None, request: gr.Request = None, *,
+                      index: CollectionIndex) -> tuple[gr.Dropdown, str]:
+    """Delete one of the caller's collections and everything in it."""
+    owner = _owner(browser_id, request)
     try:
-        info = index.delete(name)
+        info = index.delete(owner, name)
     except USER_ERRORS as exc:
         raise gr.Error(str(exc)) from None
-    return _choices(index), f"Deleted {info.name} ({info.documents:,} documents, {info.chunks:,} chunks)."
+    return _choices(index, owner), f"Deleted {info.name} ({info.documents:,} documents, {info.chunks:,} chunks)."
 
 
-def _added(name: str, result, index: CollectionIndex) -> tuple[str, gr.Timer]:
-    info = index.info(name)
+def _added(owner: str, name: str, result, index: CollectionIndex) -> tuple[str, gr.Timer]:
+    info = index.info(owner, name)
     skipped = f"; {result.skipped} already indexed (same content), skipped" if result.skipped else ""
     return (f"Added {result.added} documents ({result.chunks:,} chunks){skipped}. {info.describe()}",
             gr.Timer(active=info.indexing))
 
 
-def add_documents(name: str, files: list[str] | None, progress: gr.Progress = gr.Progress(), *,
-                  deps: IndexDeps) -> tuple[str, gr.Timer]:
+def add_documents(name: str, files: list[str] | None, browser_id: str | None = None, request: gr.Request = None,
+                  progress: gr.Progress = gr.Progress(), *, deps: IndexDeps) -> tuple[str, gr.Timer]:
     """Add uploaded .txt/.md/.pdf files; keyword search works at once, meaning search once embedded."""
     if not files:
         raise gr.Error(f"No files: upload one or more of {', '.join(supported_types())}.")
+    owner = _owner(browser_id, request)
     paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in files]
     try:
-        result = deps.index.add_files(name, paths, deps.max_upload_bytes,
+        result = deps.index.add_files(owner, name, paths, deps.max_upload_bytes,
                                       progress=lambda f, m: progress(f, desc=m))
     except DocumentError as exc:
         raise gr.Error(f"Nothing was added: {exc}.") from None
     except USER_ERRORS as exc:
         raise gr.Error(str(exc)) from None
-    return _added(name, result, deps.index)
+    return _added(owner, name, result, deps.index)
 
 
-def add_dataset_column(name: str, source: str, split: str, column: str, max_rows: int, request: gr.Request = None,
-                       progress: gr.Progress = gr.Progress(), *, deps: IndexDeps) -> tuple[str, gr.Timer]:
+def add_dataset_column(name: str, source: str, split: str, column: str, max_rows: int, browser_id: str | None = None,
+                       request: gr.Request = None, progress: gr.Progress = gr.Progress(), *,
+                       deps: IndexDeps) -> tuple[str, gr.Timer]:
     """Index one text column of a dataset (sample:<name>, hub:<id>, or a path), one document per row."""
     if not (source or "").strip() or not (column or "").strip():
         raise gr.Error("Give a dataset (e.g. sample:shakespeare) and the name of a text column.")
+    owner = _owner(browser_id, request)
     try:
+        deps.index.info(owner, name)  # an unknown collection fails before the dataset is opened
         ds = deps.browser.open(session_key(request), SourceRef(source.strip(), split=(split or "").strip()))
         limit = int(max_rows) if max_rows else None
         docs = column_documents(ds, column.strip(), limit)
         total = min(ds.num_rows, limit or ds.num_rows)
-        result = deps.index.add_documents(name, docs, progress=lambda f, m: progress(f, desc=m), total=total)
+        result = deps.index.add_documents(owner, name, docs, progress=lambda f, m: progress(f, desc=m), total=total)
     except USER_ERRORS as exc:
         raise gr.Error(str(exc)) from None
-    return _added(name, result, deps.index)
+    return _added(owner, name, result, deps.index)
 
 
-def search_collection(name: str, query: str, mode: str, top_k: int, min_similarity: float, *,
+def search_collection(name: str, query: str, mode: str, top_k: int, min_similarity: float,
+                      browser_id: str | None = None, request: gr.Request = None, *,
                       index: CollectionIndex) -> tuple[list[list[Any]], str]:
-    """The best passages; the note says when the collection is still indexing or nothing matched."""
+    """The best passages of one of the caller's collections; the note says when it is still indexing."""
     try:
-        result = index.search(name, query, int(top_k), mode or "hybrid", float(min_similarity))
+        result = index.search(_owner(browser_id, request), name, query, int(top_k), mode or "hybrid",
+                              float(min_similarity))
     except EmptyQuery as exc:
         raise gr.Error(f"{exc}.") from None
     except USER_ERRORS as exc:
@@ -130,16 +165,51 @@ def search_collection(name: str, query: str, mode: str, top_k: int, min_similari
     return rows, " ".join(notes)
 
 
-def _layout(index: CollectionIndex) -> dict[str, Any]:
+def list_documents(name: str, contains: str = "", browser_id: str | None = None, request: gr.Request = None, *,
+                   index: CollectionIndex) -> list[list[Any]]:
+    """The documents of one of the caller's collections (id, name, chunks, embedded chunks, when added)."""
+    if not name:
+        return []
+    try:
+        docs = index.documents(_owner(browser_id, request), name, contains or "", limit=DOC_ROWS)
+    except USER_ERRORS as exc:
+        raise gr.Error(str(exc)) from None
+    return [[d.id, d.name, d.chunks, d.embedded, d.when] for d in docs]
+
+
+def delete_document(name: str, document_id: Any, contains: str = "", browser_id: str | None = None,
+                    request: gr.Request = None, *, index: CollectionIndex) -> tuple[list[list[Any]], str]:
+    """Delete one document (by id) and its chunks from one of the caller's collections; returns the new list."""
+    try:
+        doc = int(document_id)
+    except (TypeError, ValueError):
+        raise gr.Error(f"Pick a document first: expected a document id, got {document_id!r}.") from None
+    owner = _owner(browser_id, request)
+    try:
+        gone = index.delete_document(owner, name, doc)
+        info = index.info(owner, name)
+    except USER_ERRORS as exc:
+        raise gr.Error(str(exc)) from None
+    rows = list_documents(name, contains, browser_id, request, index=index)
+    return rows, f"Deleted {gone.name} (document {gone.id}, {gone.chunks:,} chunks). {info.describe()}"
+
+
+def select_document(evt: gr.SelectData) -> int:
+    """The id of the clicked document row."""
+    row = evt.row_value or []
+    return int(row[0]) if row else gr.skip()
+
+
+def _layout() -> dict[str, Any]:
     ui: dict[str, Any] = {}
-    with gr.Row():
-        ui["collection"] = gr.Dropdown(index.names(), value=(index.names() or [None])[0], label="Collection",
-                                       allow_custom_value=True, scale=3, elem_id="index-collection")
+    with gr.Row():  # choices are the caller's own collections, filled in at page load
+        ui["collection"] = gr.Dropdown([], value=None, label="Collection", allow_custom_value=True, scale=3,
+                                       elem_id="index-collection")
         ui["refresh"] = gr.Button("Refresh", scale=1)
         ui["delete"] = gr.Button("Delete collection", variant="stop", scale=1)
     ui["status"] = gr.Markdown(elem_id="index-status")
     ui["timer"] = gr.Timer(POLL_S, active=False)
-    with gr.Accordion("New collection", open=not index.names()):
+    with gr.Accordion("New collection", open=True) as ui["new"]:
         with gr.Row():
             ui["new_name"] = gr.Textbox(label="Name", scale=2)
             ui["chunk_size"] = gr.Number(100, label="Chunk size (words)", precision=0)
@@ -156,6 +226,14 @@ def _layout(index: CollectionIndex) -> dict[str, Any]:
             ui["column"] = gr.Textbox(label="Text column")
             ui["max_rows"] = gr.Number(10000, label="Max rows", precision=0)
             ui["add_column"] = gr.Button("Index column", variant="primary")
+    with gr.Accordion("Documents in this collection", open=False):
+        with gr.Row():
+            ui["doc_filter"] = gr.Textbox(label="Name contains", scale=3)
+            ui["doc_list"] = gr.Button("List documents", scale=1, elem_id="index-doc-list")
+        ui["docs"] = gr.Dataframe(headers=DOC_HEADERS, interactive=False, wrap=True, elem_id="index-documents")
+        with gr.Row():
+            ui["doc_id"] = gr.Number(label="Document id (click a row)", precision=0, elem_id="index-doc-id")
+            ui["doc_delete"] = gr.Button("Delete document", variant="stop", elem_id="index-doc-delete")
     with gr.Row():
         ui["query"] = gr.Textbox(label="Search", placeholder="keywords or a question", scale=4,
                                  elem_id="index-query")
@@ -171,28 +249,46 @@ def _layout(index: CollectionIndex) -> dict[str, Any]:
     return ui
 
 
-def build(index: CollectionIndex, browser: Any, config: AppConfig) -> IndexTab:
-    """Lay out the Index tab, then wire its events. `browser`: the app's DatasetBrowser."""
-    ui = _layout(index)
+def build(index: CollectionIndex, browser: Any, config: AppConfig, browser_id: gr.State | None = None) -> IndexTab:
+    """Lay out the Index tab, then wire its events. `browser`: the app's DatasetBrowser; `browser_id`: the app's
+    anonymous browser id (history_tab.browser_id_state), so collections belong to the same owner as history."""
+    ui = _layout()
+    owner = browser_id if browser_id is not None else gr.State("")
     deps = IndexDeps(index, browser, config.max_upload_mb * 2**20)
-    status = bind(collection_status, index=index)
-    shown = [ui["status"], ui["timer"]]
-    ui["collection"].change(status, ui["collection"], shown, api_visibility="private")
-    ui["timer"].tick(status, ui["collection"], shown, api_visibility="private")
-    ui["refresh"].click(lambda v: _choices(index, v), ui["collection"], ui["collection"],
-                        api_visibility="private").then(bind(list_collections, index=index), None, ui["api_list"],
+    status, choices = bind(collection_status, index=index), bind(collection_choices, index=index)
+    shown, docs = [ui["status"], ui["timer"]], bind(list_documents, index=index)
+    ui["collection"].change(status, [ui["collection"], owner], shown, api_visibility="private").then(
+        docs, [ui["collection"], ui["doc_filter"], owner], ui["docs"], api_visibility="private")
+    ui["collection"].focus(choices, [ui["collection"], owner], [ui["collection"], ui["new"]], api_visibility="private")
+    ui["timer"].tick(status, [ui["collection"], owner], shown, api_visibility="private")
+    ui["refresh"].click(choices, [ui["collection"], owner], [ui["collection"], ui["new"]],
+                        api_visibility="private").then(bind(list_collections, index=index), owner, ui["api_list"],
                                                        api_name="index_list")
-    ui["create"].click(bind(create_collection, index=index), [ui["new_name"], ui["chunk_size"], ui["overlap"]],
+    ui["create"].click(bind(create_collection, index=index), [ui["new_name"], ui["chunk_size"], ui["overlap"], owner],
                        [ui["collection"], ui["status"]], api_name="index_create")
-    ui["delete"].click(bind(delete_collection, index=index), ui["collection"], [ui["collection"], ui["status"]],
-                       api_name="index_delete")
-    ui["add"].click(bind(add_documents, deps=deps), [ui["collection"], ui["files"]], shown,
+    ui["delete"].click(bind(delete_collection, index=index), [ui["collection"], owner],
+                       [ui["collection"], ui["status"]], api_name="index_delete")
+    ui["add"].click(bind(add_documents, deps=deps), [ui["collection"], ui["files"], owner], shown,
                     api_name="index_add_documents", concurrency_limit=1, concurrency_id="index_add")
     ui["add_column"].click(bind(add_dataset_column, deps=deps),
-                           [ui["collection"], ui["source"], ui["split"], ui["column"], ui["max_rows"]], shown,
+                           [ui["collection"], ui["source"], ui["split"], ui["column"], ui["max_rows"], owner], shown,
                            api_name="index_add_dataset_column", concurrency_limit=1, concurrency_id="index_add")
-    ui["status_api"].click(lambda n: status(n)[0], ui["collection"], ui["status"], api_name="index_status")
+    ui["status_api"].click(bind(status_text, index=index), [ui["collection"], owner], ui["status"],
+                           api_name="index_status")
     gr.on([ui["search"].click, ui["query"].submit], bind(search_collection, index=index),
-          [ui["collection"], ui["query"], ui["mode"], ui["top_k"], ui["min_sim"]], [ui["results"], ui["notes"]],
-          api_name="index_search")
+          [ui["collection"], ui["query"], ui["mode"], ui["top_k"], ui["min_sim"], owner],
+          [ui["results"], ui["notes"]], api_name="index_search")
+    _wire_documents(ui, owner, index)
+    root = gr.context.Context.root_block
+    if root is not None:
+        root.load(choices, [ui["collection"], owner], [ui["collection"], ui["new"]], api_visibility="private")
     return IndexTab(collection=ui["collection"], status=ui["status"])
+
+
+def _wire_documents(ui: dict[str, Any], owner: gr.State, index: CollectionIndex) -> None:
+    gr.on([ui["doc_list"].click, ui["doc_filter"].submit], bind(list_documents, index=index),
+          [ui["collection"], ui["doc_filter"], owner], ui["docs"], api_name="index_documents")
+    ui["docs"].select(select_document, None, ui["doc_id"], api_visibility="private")
+    ui["doc_delete"].click(bind(delete_document, index=index),
+                           [ui["collection"], ui["doc_id"], ui["doc_filter"], owner], [ui["docs"], ui["status"]],
+                           api_name="index_delete_document")

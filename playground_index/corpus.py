@@ -1,4 +1,8 @@
-"""Collections: named sets of chunked documents, searchable by keyword at once and by meaning once embedded."""
+"""Collections: named sets of chunked documents, searchable by keyword at once and by meaning once embedded.
+
+Every collection belongs to an owner (the key `owners.owner_of` gives a request, as for history entries): every
+method takes the owner first, and a collection of another owner behaves exactly like one that does not exist.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from playground_index import search as ranking
 from playground_index.chunking import check_chunking, chunk_text, content_hash
 from playground_index.documents import Document, read_document
 from playground_index.embeddings import Embedder, apply_torch_threads
-from playground_index.records import AddResult, CollectionError, CollectionInfo, Passage, SearchResult
+from playground_index.owners import require_owner
+from playground_index.records import AddResult, CollectionError, CollectionInfo, DocumentInfo, Passage, SearchResult
 from playground_index.schema import COLLECTIONS_MIGRATIONS, collection_fts_sql, drop_collection_fts_sql
 from playground_index.store import Database
 from playground_index.vectors import VectorCache, nearest, rows_from_blobs
@@ -66,44 +71,49 @@ class CollectionIndex:
         self.db.close()
 
     # -- collections -----------------------------------------------------------------------------------------
-    def create(self, name: str, chunk_size: int = 100, overlap: int = 20) -> CollectionInfo:
-        """Create a collection (the same name with the same settings returns the existing one)."""
+    def create(self, owner: str, name: str, chunk_size: int = 100, overlap: int = 20) -> CollectionInfo:
+        """Create one of the owner's collections (the same name with the same settings returns the existing one)."""
+        owner = require_owner(owner)
         name = (name or "").strip()
         if not _NAME.match(name):
             raise CollectionError(f"a collection name is 1-64 letters, digits, spaces or . : _ -, got {name!r}")
         chunk_size, overlap = int(chunk_size), int(overlap)
         check_chunking(chunk_size, overlap)
         with self.db.transaction() as conn:
-            row = conn.execute("SELECT chunk_size, overlap FROM collections WHERE name=?", (name,)).fetchone()
+            row = conn.execute("SELECT chunk_size, overlap FROM collections WHERE owner=? AND name=?",
+                               (owner, name)).fetchone()
             if row and tuple(row) != (chunk_size, overlap):
                 raise CollectionError(f"collection {name!r} exists with chunks of {row[0]} words, overlap {row[1]}")
             if not row:
-                cid = conn.execute("INSERT INTO collections (name, chunk_size, overlap, created) VALUES (?,?,?,?)",
-                                   (name, chunk_size, overlap, time.time())).lastrowid
+                cid = conn.execute("INSERT INTO collections (owner, name, chunk_size, overlap, created) "
+                                   "VALUES (?,?,?,?,?)", (owner, name, chunk_size, overlap, time.time())).lastrowid
                 for statement in collection_fts_sql(cid):
                     conn.execute(statement)
-        return self.info(name)
+        return self.info(owner, name)
 
-    def names(self) -> list[str]:
-        return [r[0] for r in self.db.read().execute("SELECT name FROM collections ORDER BY name")]
+    def names(self, owner: str) -> list[str]:
+        """The owner's collection names, sorted."""
+        return [r[0] for r in self.db.read().execute("SELECT name FROM collections WHERE owner=? ORDER BY name",
+                                                     (require_owner(owner),))]
 
-    def list(self) -> list[CollectionInfo]:
-        return [self.info(n) for n in self.names()]
+    def list(self, owner: str) -> list[CollectionInfo]:
+        return [self.info(owner, n) for n in self.names(owner)]
 
-    def info(self, name: str, conn=None) -> CollectionInfo:
+    def info(self, owner: str, name: str, conn=None) -> CollectionInfo:
+        """One of the owner's collections; CollectionError when the owner has none of that name."""
         row = (conn or self.db.read()).execute(
-            "SELECT id, name, chunk_size, overlap, n_documents, n_chunks, n_embedded FROM collections WHERE name=?",
-            ((name or "").strip(),)).fetchone()
-        if row is None:
-            known = ", ".join(self.names()) or "none yet"
-            raise CollectionError(f"no collection named {name!r}; existing: {known}")
+            "SELECT id, name, chunk_size, overlap, n_documents, n_chunks, n_embedded FROM collections "
+            "WHERE owner=? AND name=?", (require_owner(owner), (name or "").strip())).fetchone()
+        if row is None:  # names the owner's own collections only: another owner's name is never confirmed
+            known = ", ".join(self.names(owner)) or "none yet"
+            raise CollectionError(f"no collection named {name!r}; yours: {known}")
         with self._adding_lock:
             adding = self._adding.get(row[0], 0) > 0
         return CollectionInfo(*row, adding=adding, error=self.worker.error)
 
-    def delete(self, name: str) -> CollectionInfo:
-        """Delete a collection with its documents, chunks and vectors."""
-        info = self.info(name)
+    def delete(self, owner: str, name: str) -> CollectionInfo:
+        """Delete one of the owner's collections with its documents, chunks and vectors."""
+        info = self.info(owner, name)
         with self.db.transaction() as conn:
             for statement in drop_collection_fts_sql(info.id):  # first: the chunk deletes need not touch it
                 conn.execute(statement)
@@ -113,18 +123,67 @@ class CollectionIndex:
         self.vectors.drop(f"c{info.id}")
         return info
 
+    # -- documents -------------------------------------------------------------------------------------------
+    def documents(self, owner: str, name: str, contains: str = "", limit: int = 200,
+                  offset: int = 0) -> list[DocumentInfo]:
+        """The documents of one of the owner's collections, oldest first, with their chunk counts.
+
+        Args:
+            contains: keep only documents whose name contains this (case-insensitive).
+            limit: at most this many (1-1000).
+            offset: skip this many.
+        """
+        conn = self.db.read()
+        info = self.info(owner, name, conn)
+        pattern = "%" + (contains or "").strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = conn.execute(
+            "SELECT id, name, n_chunks, created FROM documents WHERE collection_id=? AND name LIKE ? ESCAPE '\\' "
+            "ORDER BY id LIMIT ? OFFSET ?",
+            (info.id, pattern, max(1, min(int(limit), 1000)), max(0, int(offset)))).fetchall()
+        if not rows:
+            return []
+        marks = ",".join("?" * len(rows))
+        embedded = dict(conn.execute(
+            f"SELECT document_id, count(*) FROM chunks WHERE document_id IN ({marks}) AND vec IS NOT NULL "
+            "GROUP BY document_id", [r[0] for r in rows]).fetchall())
+        return [DocumentInfo(r[0], r[1], r[2], embedded.get(r[0], 0), r[3]) for r in rows]
+
+    def delete_document(self, owner: str, name: str, document_id: int) -> DocumentInfo:
+        """Delete one document of one of the owner's collections: its chunks leave the keyword index (triggers),
+        the vectors and the counts in the same transaction, and its content may be added again afterwards.
+
+        Raises:
+            CollectionError: no such collection of the owner's, or no such document in it.
+        """
+        with self.db.transaction() as conn:
+            info = self.info(owner, name, conn)
+            row = conn.execute("SELECT id, name, n_chunks, created FROM documents WHERE id=? AND collection_id=?",
+                               (int(document_id), info.id)).fetchone()
+            if row is None:
+                raise CollectionError(f"no document {document_id} in collection {info.name!r}")
+            embedded = conn.execute("SELECT count(*) FROM chunks WHERE document_id=? AND vec IS NOT NULL",
+                                    (row[0],)).fetchone()[0]
+            chunks = conn.execute("DELETE FROM chunks WHERE document_id=?", (row[0],)).rowcount
+            conn.execute("DELETE FROM documents WHERE id=?", (row[0],))  # its content hash goes with it
+            conn.execute("UPDATE collections SET n_documents = n_documents - 1, n_chunks = n_chunks - ?, "
+                         "n_embedded = n_embedded - ?, vec_version = vec_version + 1 WHERE id=?",
+                         (chunks, embedded, info.id))
+        # the vector cache sees fewer rows than it holds at the next search and reloads the collection's matrix
+        return DocumentInfo(row[0], row[1], chunks, embedded, row[3])
+
     # -- adding ----------------------------------------------------------------------------------------------
-    def add_files(self, name: str, paths: Iterable[str | Path], max_bytes: int = 200 * 2**20,
+    def add_files(self, owner: str, name: str, paths: Iterable[str | Path], max_bytes: int = 200 * 2**20,
                   progress: Progress | None = None) -> AddResult:
         """Read every file first (any bad file: DocumentError, nothing written), then add them."""
+        self.info(owner, name)  # an unknown collection fails before any file is read
         docs = [read_document(p, max_bytes=max_bytes) for p in paths]
-        return self.add_documents(name, docs, progress)
+        return self.add_documents(owner, name, docs, progress)
 
-    def add_documents(self, name: str, docs: Iterable[Document], progress: Progress | None = None,
+    def add_documents(self, owner: str, name: str, docs: Iterable[Document], progress: Progress | None = None,
                       total: int | None = None) -> AddResult:
         """Chunk and store documents in transactions of about BATCH_CHUNKS chunks; embedding follows in the
         background. A document whose content is already in the collection is skipped."""
-        info = self.info(name)
+        info = self.info(owner, name)
         with self._adding_lock:
             self._adding[info.id] = self._adding.get(info.id, 0) + 1
         added = skipped = chunks = seen_docs = 0
@@ -200,9 +259,9 @@ class CollectionIndex:
         return stored
 
     # -- searching -------------------------------------------------------------------------------------------
-    def search(self, name: str, query: str, top_k: int = 5, mode: str = "hybrid",
+    def search(self, owner: str, name: str, query: str, top_k: int = 5, mode: str = "hybrid",
                min_similarity: float = 0.25) -> SearchResult:
-        """The `top_k` best passages; notes say when the collection is still indexing or a mode was unavailable."""
+        """The `top_k` best passages of one of the owner's collections; notes say when it is still indexing."""
         query = ranking.check_query(query, mode)
         if not 1 <= int(top_k) <= 100:
             raise ValueError(f"top_k must be between 1 and 100, got {top_k}")
@@ -210,7 +269,7 @@ class CollectionIndex:
         conn = self.db.read()
         conn.execute("BEGIN")  # one snapshot for the counts, the keyword hits and the vectors
         try:
-            info = self.info(name, conn)
+            info = self.info(owner, name, conn)
             depth = ranking.candidates(top_k)
             keyword = self._keyword(conn, info, query, depth) if mode != "semantic" else []
             semantic = self._semantic(conn, info, vector, depth, min_similarity) if vector else []
@@ -260,8 +319,8 @@ class CollectionIndex:
         return [Passage(info.name, rows[h.id][0], rows[h.id][1], rows[h.id][2], h.score, h.bm25, h.similarity)
                 for h in hits if h.id in rows]
 
-    def retrieve_for_prompt(self, collection: str, query: str, top_k: int = 4, max_chars: int = 2000):
-        """Passages for a chat prompt within `max_chars`; see playground_index.rag.retrieve_for_prompt."""
+    def retrieve_for_prompt(self, owner: str, collection: str, query: str, top_k: int = 4, max_chars: int = 2000):
+        """Passages of the owner's collection for a chat prompt within `max_chars`; see rag.retrieve_for_prompt."""
         from playground_index.rag import retrieve_for_prompt
 
-        return retrieve_for_prompt(self, collection, query, top_k, max_chars)
+        return retrieve_for_prompt(self, owner, collection, query, top_k, max_chars)

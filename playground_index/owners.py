@@ -40,3 +40,10 @@ def owner_of(request: Any, browser_id: str | None) -> str:
     if session:
         return f"session:{session}"
     return "local"
+
+
+def require_owner(owner: Any) -> str:
+    """`owner` when it is a non-empty key, else ValueError (data is never stored or read for nobody)."""
+    if not owner or not isinstance(owner, str):
+        raise ValueError(f"owner must be a non-empty key from owner_of(request, browser_id), got {owner!r}")
+    return owner

@@ -18,12 +18,13 @@ class Source:
         return asdict(self)
 
 
-def retrieve_for_prompt(index, collection: str, query: str, top_k: int = 4,
+def retrieve_for_prompt(index, owner: str, collection: str, query: str, top_k: int = 4,
                         max_chars: int = 2000) -> tuple[str, list[Source]]:
     """Context text for a prompt and the sources it holds.
 
     Args:
         index: a playground_index.CollectionIndex.
+        owner: whose collection (the asker's owner key): another owner's collection is never searched.
         collection: the collection to search.
         query: the user's message.
         top_k: passages to consider, best first.
@@ -36,7 +37,7 @@ def retrieve_for_prompt(index, collection: str, query: str, top_k: int = 4,
     """
     if max_chars < 100:
         raise ValueError(f"max_chars must be at least 100, got {max_chars}")
-    result = index.search(collection, query, top_k=top_k)
+    result = index.search(owner, collection, query, top_k=top_k)
     parts: list[str] = []
     sources: list[Source] = []
     used = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 
 class CollectionError(LookupError):
@@ -31,6 +32,21 @@ class CollectionInfo:
         extra = f" · embedding error: {self.error}" if self.error else ""
         return (f"{self.name} · {self.documents:,} documents · {state} · chunks of {self.chunk_size} words, "
                 f"overlap {self.overlap}{extra}")
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """One document of a collection: its id (for deleting it), name, and how many of its chunks are embedded."""
+
+    id: int
+    name: str
+    chunks: int
+    embedded: int
+    created: float
+
+    @property
+    def when(self) -> str:
+        return datetime.fromtimestamp(self.created, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,33 @@ COLLECTIONS_MIGRATIONS: list[str] = [
     CREATE INDEX chunks_document ON chunks (document_id);
     CREATE INDEX chunks_pending ON chunks (id) WHERE vec IS NULL;
     """,
+    # Collections belong to an owner (the same key as history entries); names are unique per owner. SQLite cannot
+    # drop a UNIQUE constraint, so the table is rebuilt (migrations run with foreign keys off: see store.py).
+    # Collections made before owners existed belong to 'local' (Python callers); the app never shows them to a
+    # browser or API client, who may be any user.
+    """
+    CREATE TABLE collections_v2 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        chunk_size INTEGER NOT NULL,
+        overlap INTEGER NOT NULL,
+        created REAL NOT NULL,
+        n_documents INTEGER NOT NULL DEFAULT 0,
+        n_chunks INTEGER NOT NULL DEFAULT 0,
+        n_embedded INTEGER NOT NULL DEFAULT 0,
+        vec_version INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (owner, name)
+    );
+    INSERT INTO collections_v2 (id, owner, name, chunk_size, overlap, created, n_documents, n_chunks, n_embedded,
+                                vec_version)
+        SELECT id, 'local', name, chunk_size, overlap, created, n_documents, n_chunks, n_embedded, vec_version
+        FROM collections;
+    DELETE FROM sqlite_sequence WHERE name = 'collections_v2';
+    INSERT INTO sqlite_sequence (name, seq) SELECT 'collections_v2', seq FROM sqlite_sequence WHERE name = 'collections';
+    DROP TABLE collections;
+    ALTER TABLE collections_v2 RENAME TO collections;
+    """,
 ]
 
 HISTORY_MIGRATIONS: list[str] = [

@@ -55,14 +55,27 @@ class Database:
             if version > len(migrations):
                 raise SchemaTooNew(f"{self.path} has schema version {version}; this app knows up to "
                                    f"{len(migrations)}: upgrade the app or use another --data-dir")
-            for number, script in enumerate(migrations[version:], start=version + 1):
-                try:  # one migration, one transaction: a failed one leaves the previous version intact
-                    self._write.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
-                except sqlite3.Error:
-                    if self._write.in_transaction:
-                        self._write.execute("ROLLBACK")
-                    raise
-                logger.info("%s: schema migrated to version %d", self.path.name, number)
+            # SQLite's recipe for table rebuilds: foreign keys off (a DROP TABLE would otherwise cascade into the
+            # child rows), then a foreign_key_check before each commit. The pragma is a no-op inside a transaction.
+            self._write.execute("PRAGMA foreign_keys=OFF")
+            try:
+                for number, script in enumerate(migrations[version:], start=version + 1):
+                    self._apply(number, script)
+            finally:
+                self._write.execute("PRAGMA foreign_keys=ON")
+
+    def _apply(self, number: int, script: str) -> None:
+        try:  # one migration, one transaction: a failed one leaves the previous version intact
+            self._write.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};")
+            broken = self._write.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise sqlite3.IntegrityError(f"migration {number} broke {len(broken)} foreign keys, e.g. {broken[0]}")
+            self._write.execute("COMMIT")
+        except sqlite3.Error:
+            if self._write.in_transaction:
+                self._write.execute("ROLLBACK")
+            raise
+        logger.info("%s: schema migrated to version %d", self.path.name, number)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

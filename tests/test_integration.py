@@ -7,6 +7,7 @@ import time
 import gradio as gr
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 from components.rerun import route_rerun
 from fakes import FakeTextEngine
@@ -46,12 +47,15 @@ def test_chat_answers_from_a_collection_and_shows_sources(app_parts, tmp_path):
     c.predict("manuals", 100, 20, api_name="/index_create")
     c.predict("manuals", [handle_file(str(doc))], api_name="/index_add_documents")
     deadline = time.time() + 30
-    while services.index.info("manuals").indexing and time.time() < deadline:
+    while services.index.info(f"session:{c.session_hash}", "manuals").indexing and time.time() < deadline:
         time.sleep(0.2)
     history = c.predict("How long does the blue kettle take to boil?", collection="manuals", api_name="/chat")
     prompt = engine.calls[-1]["messages"][-1]["content"]
     assert "boils one litre of water in three minutes" in prompt, "the retrieved passage must reach the prompt"
     assert "kettle-manual.md" in message_text(history[-1]) and history[-1]["metadata"]["title"] == "Sources"
+    with pytest.raises(AppError, match="no collection named 'manuals'"):  # another client's collection
+        Client(url, verbose=False).predict("How long does the blue kettle take?", collection="manuals",
+                                           api_name="/chat")
     follow_up = c.predict("Thanks!", api_name="/chat")
     sent = engine.calls[-1]["messages"]
     assert not any("Sources" in m["content"] for m in sent), "source notes stay out of later prompts"

@@ -12,16 +12,18 @@ from fake_embedder import HashEmbedder  # noqa: E402
 
 from playground_index import CollectionIndex, Document  # noqa: E402
 
+OWNER = "local"
+
 
 def main(folder: str) -> None:
     ix = CollectionIndex(Path(folder), HashEmbedder(delay_s=0.005), batch_size=16)
-    ix.create("crash", chunk_size=20, overlap=5)
+    ix.create(OWNER, "crash", chunk_size=20, overlap=5)
     n = 0
     while True:  # until SIGKILL
         docs = [Document(f"doc{n + i}.txt", " ".join(f"word{(n + i) * 7 + j} common" for j in range(60)))
                 for i in range(40)]
         n += len(docs)
-        ix.add_documents("crash", docs)
+        ix.add_documents(OWNER, "crash", docs)
         print(f"added {n}", flush=True)
 
 

@@ -7,6 +7,8 @@ import pytest
 from playground_index import CollectionError, CollectionIndex, Document, DocumentError, format_sources, rag_message
 from playground_index.documents import MAX_DOCUMENT_CHARS
 
+OWNER = "user:alice"
+
 
 def tiny_pdf(text: str) -> bytes:
     """A one-page PDF with a real text layer (built by hand: no PDF writer needed)."""
@@ -42,30 +44,30 @@ def files(tmp_path):
 
 
 def test_add_files_txt_md_pdf_and_search(index, files):
-    index.create("docs", 40, 5)
-    result = index.add_files("docs", [files / "notes.md", files / "story.txt", files / "manual.pdf"])
+    index.create(OWNER, "docs", 40, 5)
+    result = index.add_files(OWNER, "docs", [files / "notes.md", files / "story.txt", files / "manual.pdf"])
     assert (result.added, result.skipped) == (3, 0)
     assert index.worker.wait_idle(30)
-    assert index.search("docs", "espresso descaling").passages[0].document == "manual.pdf"
-    assert index.search("docs", "lighthouse ships").passages[0].document == "story.txt"
-    again = index.add_files("docs", [files / "story.txt"])  # idempotent: same content, not indexed twice
-    assert (again.added, again.skipped, index.info("docs").documents) == (0, 1, 3)
+    assert index.search(OWNER, "docs", "espresso descaling").passages[0].document == "manual.pdf"
+    assert index.search(OWNER, "docs", "lighthouse ships").passages[0].document == "story.txt"
+    again = index.add_files(OWNER, "docs", [files / "story.txt"])  # idempotent: same content, not indexed twice
+    assert (again.added, again.skipped, index.info(OWNER, "docs").documents) == (0, 1, 3)
 
 
 @pytest.mark.parametrize("name, message", [("image.bin.txt", "binary"), ("latin1.txt", "not UTF-8"),
                                            ("slides.pptx", "unsupported type .pptx"), ("empty.txt", "empty")])
 def test_bad_files_are_refused_and_nothing_is_written(index, files, name, message):
-    index.create("docs")
+    index.create(OWNER, "docs")
     with pytest.raises(DocumentError, match=message):
-        index.add_files("docs", [files / "story.txt", files / name])
-    info = index.info("docs")
+        index.add_files(OWNER, "docs", [files / "story.txt", files / name])
+    info = index.info(OWNER, "docs")
     assert (info.documents, info.chunks) == (0, 0)
 
 
 def test_size_limits(index, files):
-    index.create("docs")
+    index.create(OWNER, "docs")
     with pytest.raises(DocumentError, match="limit is"):
-        index.add_files("docs", [files / "story.txt"], max_bytes=10)
+        index.add_files(OWNER, "docs", [files / "story.txt"], max_bytes=10)
     with pytest.raises(DocumentError, match="limit per document"):
         from playground_index.documents import check_text
 
@@ -73,30 +75,30 @@ def test_size_limits(index, files):
 
 
 def test_collection_names_and_settings(index):
-    index.create("a", 50, 10)
-    assert index.create("a", 50, 10).name == "a"
+    index.create(OWNER, "a", 50, 10)
+    assert index.create(OWNER, "a", 50, 10).name == "a"
     with pytest.raises(CollectionError, match="exists with chunks of 50"):
-        index.create("a", 60, 10)
+        index.create(OWNER, "a", 60, 10)
     with pytest.raises(CollectionError, match="collection name"):
-        index.create("../etc", 50, 10)
+        index.create(OWNER, "../etc", 50, 10)
     with pytest.raises(ValueError, match="overlap"):
-        index.create("b", 10, 10)
-    with pytest.raises(CollectionError, match="no collection named 'zzz'; existing: a"):
-        index.search("zzz", "x")
-    assert index.delete("a").name == "a" and index.names() == []
+        index.create(OWNER, "b", 10, 10)
+    with pytest.raises(CollectionError, match="no collection named 'zzz'; yours: a"):
+        index.search(OWNER, "zzz", "x")
+    assert index.delete(OWNER, "a").name == "a" and index.names(OWNER) == []
 
 
 def test_search_while_indexing_says_so(tmp_path, embedder):
     ix = CollectionIndex(tmp_path / "slow", embedder, start_worker=False)
     try:
-        ix.create("big", 20, 0)
-        ix.add_documents("big", [Document(f"d{i}", f"alpha beta gamma number{i} " * 10) for i in range(10)])
-        result = ix.search("big", "number3", top_k=3)
+        ix.create(OWNER, "big", 20, 0)
+        ix.add_documents(OWNER, "big", [Document(f"d{i}", f"alpha beta gamma number{i} " * 10) for i in range(10)])
+        result = ix.search(OWNER, "big", "number3", top_k=3)
         assert result.info.indexing and "still indexing (0 of" in result.notes[0]
         assert result.passages[0].document == "d3"  # keyword search works before embedding
         while ix.worker.run_once():
             pass
-        done = ix.search("big", "number3", top_k=3)
+        done = ix.search(OWNER, "big", "number3", top_k=3)
         assert not done.info.indexing and done.notes == [] and done.passages[0].similarity is not None
     finally:
         ix.close()
@@ -113,38 +115,38 @@ def test_dataset_column_through_the_browser(tmp_path, index):
     ds = browser.open("s1", SourceRef(str(data / "faq.csv")))
     from playground_index.documents import column_documents
 
-    index.create("faq", 30, 5)
-    result = index.add_documents("faq", column_documents(ds, "question"))
+    index.create(OWNER, "faq", 30, 5)
+    result = index.add_documents(OWNER, "faq", column_documents(ds, "question"))
     assert (result.added, result.chunks) == (3, 3)  # the empty cell is not a document
-    assert index.search("faq", "billing").passages[0].document.endswith(":question#1")
+    assert index.search(OWNER, "faq", "billing").passages[0].document.endswith(":question#1")
     with pytest.raises(DocumentError, match="expected a text column"):
         list(column_documents(ds, "id"))
 
 
 def test_restart_keeps_collections_and_vector_cache(tmp_path, embedder):
     ix = CollectionIndex(tmp_path / "r", embedder)
-    ix.create("keep", 20, 5)
-    ix.add_documents("keep", [Document(f"d{i}", f"topic{i} " + "filler words here " * 20) for i in range(30)])
+    ix.create(OWNER, "keep", 20, 5)
+    ix.add_documents(OWNER, "keep", [Document(f"d{i}", f"topic{i} " + "filler words here " * 20) for i in range(30)])
     assert ix.worker.wait_idle(30)
-    before = ix.search("keep", "topic7 filler", top_k=5)
-    chunks = ix.info("keep").chunks
+    before = ix.search(OWNER, "keep", "topic7 filler", top_k=5)
+    chunks = ix.info(OWNER, "keep").chunks
     ix.close()
     assert (tmp_path / "r" / "vectors" / "c1.npy").exists()
     reopened = CollectionIndex(tmp_path / "r", embedder)
     try:
-        after = reopened.search("keep", "topic7 filler", top_k=5)
+        after = reopened.search(OWNER, "keep", "topic7 filler", top_k=5)
         assert [(p.document, p.chunk) for p in after.passages] == [(p.document, p.chunk) for p in before.passages]
-        info = reopened.info("keep")
+        info = reopened.info(OWNER, "keep")
         assert info.chunks == info.embedded == chunks > 30
     finally:
         reopened.close()
 
 
 def test_retrieve_for_prompt_puts_passages_in_the_context(index, files):
-    index.create("docs", 40, 5)
-    index.add_files("docs", [files / "notes.md", files / "story.txt", files / "manual.pdf"])
+    index.create(OWNER, "docs", 40, 5)
+    index.add_files(OWNER, "docs", [files / "notes.md", files / "story.txt", files / "manual.pdf"])
     assert index.worker.wait_idle(30)
-    context, sources = index.retrieve_for_prompt("docs", "how long does the kettle take to boil water?", 2, 400)
+    context, sources = index.retrieve_for_prompt(OWNER, "docs", "how long does the kettle take to boil water?", 2, 400)
     assert "A kettle boils water for tea in about three minutes." in context
     assert context.startswith("[1] notes.md (chunk 0)") and len(context) <= 400
     assert sources[0].document == "notes.md" and sources[0].chunk == 0 and sources[0].collection == "docs"
@@ -152,5 +154,5 @@ def test_retrieve_for_prompt_puts_passages_in_the_context(index, files):
     markdown = format_sources(sources)
     assert markdown.startswith("**Sources**") and "**notes.md** · chunk 0 · docs" in markdown
     assert "Question: kettle?" in rag_message(context, "kettle?") and rag_message("", "q") == "q"
-    small, cut = index.retrieve_for_prompt("docs", "kettle water tea", 3, 100)
+    small, cut = index.retrieve_for_prompt(OWNER, "docs", "kettle water tea", 3, 100)
     assert len(small) <= 100 and len(cut) == 1

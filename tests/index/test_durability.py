@@ -15,6 +15,7 @@ from fake_embedder import HashEmbedder
 from playground_index import CollectionIndex
 
 CHILD = Path(__file__).with_name("ingest_child.py")
+OWNER = "local"  # the owner ingest_child.py writes as
 
 
 def counts(path: Path) -> dict[str, int]:
@@ -73,9 +74,9 @@ def test_sigkill_during_ingest_loses_at_most_the_batch_in_flight(tmp_path):
     try:
         assert ix.db.integrity() == "ok"
         assert ix.worker.wait_idle(60)
-        info = ix.info("crash")
+        info = ix.info(OWNER, "crash")
         assert info.embedded == info.chunks == first["chunks"] and not info.indexing
-        hits = ix.search("crash", "word77 common", top_k=3)
+        hits = ix.search(OWNER, "crash", "word77 common", top_k=3)
         assert hits.passages and "word77" in hits.passages[0].text
     finally:
         ix.close()

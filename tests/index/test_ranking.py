@@ -8,6 +8,8 @@ from playground_index import CollectionIndex, Document, EmptyQuery
 from playground_index.chunking import chunk_text, content_hash
 from playground_index.search import fts_terms, fuse
 
+OWNER = "user:alice"
+
 CORPUS = {
     "eiffel.txt": "The Eiffel Tower is a wrought-iron lattice tower in Paris, France, finished in 1889.",
     "photosynthesis.txt": "Photosynthesis is the process by which plants convert sunlight, water and carbon dioxide "
@@ -20,8 +22,8 @@ CORPUS = {
 
 
 def _fill(ix: CollectionIndex) -> None:
-    ix.create("known", chunk_size=50, overlap=10)
-    ix.add_documents("known", [Document(n, t) for n, t in CORPUS.items()])
+    ix.create(OWNER, "known", chunk_size=50, overlap=10)
+    ix.add_documents(OWNER, "known", [Document(n, t) for n, t in CORPUS.items()])
     assert ix.worker.wait_idle(60)
 
 
@@ -29,14 +31,14 @@ def test_keyword_finds_the_right_document_first(index):
     _fill(index)
     for query, expected in [("Eiffel tower", "eiffel.txt"), ("interest rates investors", "markets.txt"),
                             ("magma crust", "volcano.txt"), ("programming syntax", "python.txt")]:
-        result = index.search("known", query, top_k=3, mode="keyword")
+        result = index.search(OWNER, "known", query, top_k=3, mode="keyword")
         assert result.passages[0].document == expected, (query, result.passages)
         assert result.passages[0].bm25 is not None and result.passages[0].similarity is None
 
 
 def test_keyword_stems_and_ignores_stopwords(index):
     _fill(index)
-    result = index.search("known", "what about the dog walking?", top_k=2, mode="keyword")
+    result = index.search(OWNER, "known", "what about the dog walking?", top_k=2, mode="keyword")
     assert result.passages[0].document == "dogs.txt"  # porter: dog ~ dogs, walking ~ walks
 
 
@@ -51,12 +53,12 @@ def test_meaning_with_the_real_minilm(tmp_path, minilm):
         for query, expected in [("how do green leaves make food from light", "photosynthesis.txt"),
                                 ("a famous landmark in the French capital", "eiffel.txt"),
                                 ("my puppy likes to chase a ball", "dogs.txt")]:
-            result = ix.search("known", query, top_k=3, mode="semantic", min_similarity=0.1)
+            result = ix.search(OWNER, "known", query, top_k=3, mode="semantic", min_similarity=0.1)
             assert result.passages[0].document == expected, (query, result.passages)
             assert result.passages[0].similarity > 0.3
-        hybrid = ix.search("known", "hot lava from a mountain", top_k=3)
+        hybrid = ix.search(OWNER, "known", "hot lava from a mountain", top_k=3)
         assert hybrid.passages[0].document == "volcano.txt"
-        unrelated = ix.search("known", "quarterly tax accounting rules", top_k=3, mode="semantic",
+        unrelated = ix.search(OWNER, "known", "quarterly tax accounting rules", top_k=3, mode="semantic",
                               min_similarity=0.6)
         assert unrelated.passages == []  # the threshold drops weak matches
     finally:
@@ -65,7 +67,7 @@ def test_meaning_with_the_real_minilm(tmp_path, minilm):
 
 def test_hybrid_fuses_both_lists(index):
     _fill(index)
-    result = index.search("known", "Paris tower", top_k=6)
+    result = index.search(OWNER, "known", "Paris tower", top_k=6)
     assert result.passages[0].document == "eiffel.txt"
     assert result.passages[0].bm25 is not None and result.passages[0].similarity is not None
     assert result.passages[0].score == pytest.approx(1.0)  # first in both lists
@@ -82,7 +84,7 @@ def test_rrf_orders_by_reciprocal_ranks():
                                    "'); DROP TABLE chunks;--"])
 def test_hostile_queries_are_plain_words(index, query):
     _fill(index)
-    index.search("known", query, top_k=3)  # no FTS5 syntax error
+    index.search(OWNER, "known", query, top_k=3)  # no FTS5 syntax error
     assert fts_terms('say "hi"') == '"say" OR "hi"'
 
 
@@ -90,7 +92,7 @@ def test_hostile_queries_are_plain_words(index, query):
 def test_empty_queries_are_refused(index, query):
     _fill(index)
     with pytest.raises(EmptyQuery, match="empty"):
-        index.search("known", query)
+        index.search(OWNER, "known", query)
 
 
 def test_chunks_overlap_and_keep_text():

@@ -43,7 +43,7 @@ def app(tmp_path_factory, models_root):
         with gr.Tab("History"):
             tab = history_tab.build(store, browser_id)
         with gr.Tab("Index"):
-            index_tab.build(index, DatasetBrowser.from_config(config), config)
+            index_tab.build(index, DatasetBrowser.from_config(config), config, browser_id)
         button.click(history_tab.bind(record_chat, store=store), [prompt, browser_id], entry, api_name="test_record")
     demo.queue().launch(server_port=config.port, prevent_thread_lock=True, quiet=True)
     yield SimpleNamespace(url=f"http://127.0.0.1:{config.port}/", store=store, index=index, tab=tab, tmp=tmp)
@@ -52,10 +52,15 @@ def app(tmp_path_factory, models_root):
     index.close()
 
 
+def owner(client: Client) -> str:
+    """The owner key of a gradio_client Client: its session (no browser id, no login)."""
+    return f"session:{client.session_hash}"
+
+
 def test_endpoints_have_stable_names(app):
     names = set(Client(app.url, verbose=False).view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/index_search", "/index_add_documents", "/index_add_dataset_column", "/index_create", "/index_delete",
-            "/index_status", "/index_list", "/history_search", "/history_list", "/history_open", "/history_rerun",
+            "/index_status", "/index_list", "/index_documents", "/index_delete_document", "/history_search", "/history_list", "/history_open", "/history_rerun",
             "/history_delete"} <= names
     assert not [n for n in names if n.startswith(("/lambda", "/partial"))], names
 
@@ -84,7 +89,7 @@ def test_index_create_add_and_search(app):
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     with pytest.raises(AppError, match="Nothing was added: photo.txt: looks like a binary file"):
         client.predict("manuals", [handle_file(str(doc)), handle_file(str(binary))], api_name="/index_add_documents")
-    assert app.index.info("manuals").documents == 2
+    assert app.index.info(owner(client), "manuals").documents == 2
     with pytest.raises(AppError, match="no collection named 'nope'"):
         client.predict("nope", "kettle", "hybrid", 3, 0.25, api_name="/index_search")
 
@@ -166,3 +171,53 @@ def test_index_a_dataset_column_over_the_api(app):
     assert app.index.worker.wait_idle(30)
     table, _ = client.predict("faq", "billing", "keyword", 3, 0.25, api_name="/index_search")
     assert table["data"][0][2].endswith(":question#1")
+
+
+def test_collections_are_per_client(app):
+    alice, bob = Client(app.url, verbose=False), Client(app.url, verbose=False)
+    secret = app.tmp / "secret-plan.md"
+    secret.write_text("The treasure is buried under the old oak tree by the river.")
+    alice.predict("plans", 50, 10, api_name="/index_create")
+    alice.predict("plans", [handle_file(str(secret))], api_name="/index_add_documents")
+    assert app.index.worker.wait_idle(30)
+    assert [c["name"] for c in alice.predict(api_name="/index_list")] == ["plans"]
+    assert "plans" not in [c["name"] for c in bob.predict(api_name="/index_list")]
+    refused = "no collection named 'plans'"
+    for args, endpoint in [(("plans", "treasure", "hybrid", 3, 0.25), "/index_search"),
+                           (("plans", [handle_file(str(secret))]), "/index_add_documents"),
+                           (("plans", ""), "/index_documents"), (("plans", 1, ""), "/index_delete_document"),
+                           (("plans",), "/index_delete")]:
+        with pytest.raises(AppError, match=refused):
+            bob.predict(*args, api_name=endpoint)
+    assert refused in bob.predict("plans", api_name="/index_status")
+    bob.predict("plans", 100, 0, api_name="/index_create")  # his own, under the same name
+    table, _ = bob.predict("plans", "treasure", "hybrid", 3, -1, api_name="/index_search")
+    assert table["data"] == []
+    table, _ = alice.predict("plans", "treasure", "hybrid", 3, 0.25, api_name="/index_search")
+    assert table["data"][0][2] == "secret-plan.md"
+    assert app.index.info(owner(alice), "plans").documents == 1
+
+
+def test_delete_one_document_over_the_api(app):
+    client = Client(app.url, verbose=False)
+    keep, drop = app.tmp / "keep.txt", app.tmp / "drop.txt"
+    keep.write_text("Bread rises because yeast ferments the sugar in the dough.")
+    drop.write_text("Glaciers carve valleys as the ice slowly grinds over the rock.")
+    client.predict("mixed", 50, 10, api_name="/index_create")
+    client.predict("mixed", [handle_file(str(keep)), handle_file(str(drop))], api_name="/index_add_documents")
+    assert app.index.worker.wait_idle(30)
+    listed = client.predict("mixed", "", api_name="/index_documents")
+    assert [row[1:4] for row in listed["data"]] == [["keep.txt", 1, 1], ["drop.txt", 1, 1]]
+    dropped = listed["data"][1][0]
+    rows, status = client.predict("mixed", dropped, "", api_name="/index_delete_document")
+    assert [row[1] for row in rows["data"]] == ["keep.txt"]
+    assert status.startswith(f"Deleted drop.txt (document {dropped}, 1 chunks).") and "ready: 1 chunks" in status
+    for mode in ("keyword", "semantic"):
+        table, _ = client.predict("mixed", "glaciers carve valleys ice", mode, 5, -1, api_name="/index_search")
+        assert "drop.txt" not in [row[2] for row in table["data"]], mode
+    with pytest.raises(AppError, match=f"no document {dropped} in collection 'mixed'"):
+        client.predict("mixed", dropped, "", api_name="/index_delete_document")
+    with pytest.raises(AppError, match="Pick a document first"):
+        client.predict("mixed", None, "", api_name="/index_delete_document")
+    status, _ = client.predict("mixed", [handle_file(str(drop))], api_name="/index_add_documents")
+    assert status.startswith("Added 1 documents (1 chunks)")  # not "already indexed": the delete forgot it
