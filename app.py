@@ -12,6 +12,7 @@ from components import chat_tab, datasets_tab, history_tab, image_tab, index_tab
 from components.rerun import route_rerun
 from components.models_tab import ModelsDeps
 from config import REPO_DIR, AppConfig
+from serving.openai_api import ApiDeps, build_router
 from services import Services, build_services
 
 logger = logging.getLogger(__name__)
@@ -75,15 +76,26 @@ def preload(services: Services) -> None:
         logger.exception("preloading %s failed", ref)
 
 
+def mount_api(demo: gr.Blocks, services: Services) -> None:
+    """Serve the OpenAI-compatible API on the same server, from the same engines, cache and batches."""
+    config = services.config
+    deps = ApiDeps(text=services.text, catalog=services.catalog, image=services.image, embedder=services.embedder,
+                   limiter=services.limiter, keys=config.api_keys, keys_required=bool(config.auth),
+                   max_new_tokens=config.max_new_tokens, max_input_chars=config.max_input_tokens * 8,
+                   timeout_s=config.request_timeout_s)
+    demo.app.include_router(build_router(deps))
+
+
 def launch(services: Services, demo: gr.Blocks, block: bool = True) -> gr.Blocks:
     config = services.config
-    demo.queue(default_concurrency_limit=8)
+    demo.queue(default_concurrency_limit=8, max_size=config.max_queue)
     demo.launch(
         server_name=config.host, server_port=config.port, share=config.share,
         auth=list(config.auth) or None, max_file_size=f"{config.max_upload_mb}mb",
         theme=gr.themes.Soft(), css_paths=[REPO_DIR / "assets" / "style.css"],
         prevent_thread_lock=True, quiet=False,
     )
+    mount_api(demo, services)
     if config.preload:
         threading.Thread(target=preload, args=(services,), name="preload", daemon=True).start()
     if block:

@@ -71,6 +71,11 @@ class AppConfig:
     preload: bool = True
     torch_threads: int | None = None
     max_upload_mb: int = 200
+    max_batch: int = 8
+    max_queue: int = 64
+    api_keys: tuple[str, ...] = ()
+    rate_limit_per_min: int = 60
+    request_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -81,6 +86,11 @@ class AppConfig:
             raise ValueError(f"port must be between 1 and 65535, got {self.port}")
         if self.max_loaded_models < 1:
             raise ValueError(f"max_loaded_models must be at least 1, got {self.max_loaded_models}")
+        if self.max_batch < 0 or self.max_queue < 1:
+            raise ValueError(f"max_batch must be >= 0 and max_queue >= 1, got {self.max_batch} and {self.max_queue}")
+        if self.rate_limit_per_min < 0 or self.request_timeout_s <= 0:
+            raise ValueError(f"rate_limit_per_min must be >= 0 and request_timeout_s > 0, got "
+                             f"{self.rate_limit_per_min} and {self.request_timeout_s}")
 
     @property
     def models_dir(self) -> Path:
@@ -116,6 +126,11 @@ class AppConfig:
             preload=not args.no_preload,
             torch_threads=args.threads,
             max_upload_mb=args.max_upload_mb,
+            max_batch=args.max_batch,
+            max_queue=args.max_queue,
+            api_keys=tuple(k for k in args.api_key if k),
+            rate_limit_per_min=args.rate_limit,
+            request_timeout_s=args.request_timeout_s,
         )
 
 
@@ -152,4 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     threads = env("PLAYGROUND_THREADS", "")
     p.add_argument("--threads", type=int, default=int(threads) if threads else None, help="torch CPU threads")
     p.add_argument("--max-upload-mb", type=int, default=int(env("PLAYGROUND_MAX_UPLOAD_MB", "200")))
+    p.add_argument("--max-batch", type=int, default=int(env("PLAYGROUND_MAX_BATCH", "8")),
+                   help="most generations sharing one model's forward passes; 0 runs one generate() per request")
+    p.add_argument("--max-queue", type=int, default=int(env("PLAYGROUND_MAX_QUEUE", "64")),
+                   help="most requests waiting (per event in the UI queue, per model in the batch) before refusing")
+    keys_env = [k for k in env("PLAYGROUND_API_KEYS", "").split(",") if k]
+    p.add_argument("--api-key", action="append", default=keys_env, metavar="KEY",
+                   help="require this bearer key on /v1; repeatable (env PLAYGROUND_API_KEYS, comma separated)")
+    p.add_argument("--rate-limit", type=int, default=int(env("PLAYGROUND_RATE_LIMIT", "60")),
+                   help="requests per minute per user (session, login or API key); 0 turns it off")
+    p.add_argument("--request-timeout-s", type=float, default=float(env("PLAYGROUND_REQUEST_TIMEOUT_S", "300")),
+                   help="a generation running longer is stopped")
     return p

@@ -12,6 +12,7 @@ from components.common import StopRegistry
 from config import AppConfig
 from databrowser.browser import DatasetBrowser
 from playground_index import CollectionIndex, HistoryStore
+from playground_index.embeddings import Embedder
 from playground_index.history import default_embedder
 from models.cache import ModelCache
 from models.catalog import Catalog, load_catalog
@@ -19,6 +20,7 @@ from models.device import Placement, choose_placement
 from models.resolve import HubProbe, ModelResolver
 from models.image import ImageEngine
 from models.text import TextEngine
+from serving.limits import RateLimiter
 
 
 @dataclass
@@ -34,6 +36,8 @@ class Services:
     datasets: DatasetBrowser
     history: HistoryStore
     index: CollectionIndex
+    embedder: Embedder | None = None
+    limiter: RateLimiter | None = None
 
 
 def build_services(config: AppConfig) -> Services:
@@ -44,15 +48,18 @@ def build_services(config: AppConfig) -> Services:
     placement = functools.cache(partial(choose_placement, config.device, config.dtype))
     resolver = ModelResolver(config.readable_dirs, config.models_dir, HubProbe(config.offline))
     text = TextEngine(cache, resolver, placement, trust_remote_code=config.trust_remote_code,
-                      max_input_tokens=config.max_input_tokens)
+                      max_input_tokens=config.max_input_tokens, max_batch=config.max_batch,
+                      max_waiting=config.max_queue, threads=config.torch_threads)
     embedder = default_embedder(cache, resolver)  # one MiniLM for history and collections, owned by the cache
-    registry = StopRegistry()
+    limiter = RateLimiter(config.rate_limit_per_min)  # one count per user across the UI and the API
+    registry = StopRegistry(limiter, config.request_timeout_s)
     busy = foreground_busy(registry)
     history = HistoryStore.from_config(config, embedder=embedder, yield_to=busy)
     index = CollectionIndex.from_config(config, embedder=embedder, yield_to=busy)
     image = ImageEngine(cache, resolver, placement, default_ref=catalog.default("text-to-image"))
     return Services(config=config, catalog=catalog, cache=cache, placement=placement, resolver=resolver, text=text,
-                    image=image, registry=registry, datasets=DatasetBrowser.from_config(config), history=history, index=index)
+                    image=image, registry=registry, datasets=DatasetBrowser.from_config(config), history=history, index=index,
+                    embedder=embedder, limiter=limiter)
 
 
 def foreground_busy(registry: StopRegistry, quiet_s: float = 3.0, warmup_s: float = 10.0) -> Callable[[], bool]:

@@ -17,6 +17,7 @@ import gradio as gr
 from models.generation import GenerationError
 from models.params import LIMITS, GenerationParams, parse_params
 from models.resolve import ModelNotFound
+from serving.limits import Deadline, RateLimited, RateLimiter
 
 PARAM_NAMES = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed")
 # errors whose message is written for the user (what was expected, what arrived)
@@ -24,21 +25,40 @@ USER_ERRORS = (ValueError, LookupError, ModelNotFound, RuntimeError)
 
 
 class StopRegistry:
-    """The running generation of each session, so a Stop click (or `/stop` call) ends exactly that one."""
+    """The running generation of each session, so a Stop click (or `/stop` call) ends exactly that one.
 
-    def __init__(self) -> None:
+    Every generation starts here, so this is also where the per-user rate limit and the time limit apply.
+
+    Args:
+        limiter: requests per minute per user (None: no limit).
+        timeout_s: a generation running longer is stopped, with a warning (None: no limit).
+    """
+
+    def __init__(self, limiter: RateLimiter | None = None, timeout_s: float | None = None) -> None:
         self._events: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._last_end = time.monotonic()
+        self.limiter, self.timeout_s = limiter, timeout_s
 
     @contextmanager
     def generation(self, session: str) -> Iterator[threading.Event]:
-        """A fresh stop event for this session's new generation, forgotten when it ends."""
+        """A fresh stop event for this session's new generation, forgotten when it ends.
+
+        Raises gr.Error before anything starts when the user is over the rate limit.
+        """
+        if self.limiter is not None:
+            try:
+                self.limiter.admit(rate_key(session))
+            except RateLimited as exc:
+                raise gr.Error(str(exc)) from None
         event = threading.Event()
         with self._lock:
             self._events[session] = event
         try:
-            yield event
+            with Deadline(event, self.timeout_s) as deadline:
+                yield event
+            if deadline.fired:
+                gr.Warning(f"Stopped at the server's time limit of {self.timeout_s:g} s per request.")
         finally:
             with self._lock:
                 if self._events.get(session) is event:
@@ -86,6 +106,12 @@ def bind(fn: Callable, **deps: Any) -> Callable:
         return_annotation=hints.get("return", inspect.Signature.empty))
     bound.__annotations__ = {k: v for k, v in hints.items() if k not in deps}
     return bound
+
+
+def rate_key(session: str) -> str:
+    """Whom a rate limit counts: the logged-in user across their sessions, else the browser session."""
+    user, _, rest = session.partition(":")
+    return f"user:{user}" if user else f"session:{rest.split(':')[0]}"
 
 
 def session_key(request: gr.Request | None) -> str:

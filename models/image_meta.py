@@ -6,6 +6,7 @@ AUTOMATIC1111 layout, so other tools show the prompt too. Reading prefers the JS
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -40,12 +41,19 @@ def save_png(image: Image.Image, meta: dict[str, Any], path: str | Path) -> Path
     Returns:
         The path written.
     """
+    path = Path(path)
+    path.write_bytes(png_bytes(image, meta))
+    return path
+
+
+def png_bytes(image: Image.Image, meta: dict[str, Any]) -> bytes:
+    """The PNG file `save_png` would write, as bytes (for the HTTP API)."""
+    buffer = io.BytesIO()
     info = PngImagePlugin.PngInfo()
     info.add_text(JSON_KEY, json.dumps(meta, ensure_ascii=False))
     info.add_text(A1111_KEY, a1111_text(meta))
-    path = Path(path)
-    image.save(path, format="PNG", pnginfo=info)
-    return path
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
 
 
 def parse_a1111(text: str) -> dict[str, Any]:

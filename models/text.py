@@ -108,7 +108,8 @@ class TextEngine:
     # -- generation ------------------------------------------------------------------------------------------
     @gpu
     def chat(self, ref: str, messages: list[dict], params: GenerationParams,
-             stop: threading.Event | None = None, with_probs: bool = False) -> Iterator[StreamUpdate]:
+             stop: threading.Event | None = None, with_probs: bool = False,
+             stop_strings: tuple[str, ...] = ()) -> Iterator[StreamUpdate]:
         """Stream the assistant's reply to `messages` (role/content dicts, optionally led by a system message).
 
         The oldest turns are dropped when the conversation does not fit; the final update's stats say how many.
@@ -116,7 +117,8 @@ class TextEngine:
         with self.cache.use(ref, lambda: self._load(ref, None)) as tm:
             start = time.perf_counter()
             ids, trimmed = self._chat_ids(tm, messages, params.max_new_tokens)
-            yield from self._stream(ref, tm, ids, params, stop, (), with_probs, start, trimmed_messages=trimmed)
+            yield from self._stream(ref, tm, ids, params, stop, stop_strings, with_probs, start,
+                                    trimmed_messages=trimmed)
 
     @gpu
     def complete(self, ref: str, prompt: str, params: GenerationParams, stop_strings: tuple[str, ...] = (),

@@ -32,7 +32,7 @@ class FakeTextEngine:
         return object()
 
     def chat(self, ref: str, messages: list[dict], params: GenerationParams, stop: threading.Event | None = None,
-             with_probs: bool = False) -> Iterator[StreamUpdate]:
+             with_probs: bool = False, stop_strings: tuple[str, ...] = ()) -> Iterator[StreamUpdate]:
         self.load(ref)
         self.calls.append({"kind": "chat", "messages": messages, "params": params})
         yield from self._run(ref, params, stop or threading.Event(), trimmed_messages=self.trimmed)

@@ -48,7 +48,7 @@ def build_tiny_llama(folder: Path, context: int = 2048, seed: int = 0) -> Path:
 
 def make_config(tmp_path: Path, models_root: Path, **overrides) -> AppConfig:
     values = dict(data_dir=tmp_path / "data", allowed_dirs=(models_root,), offline=True, preload=False,
-                  port=free_port(), max_new_tokens=512)
+                  port=free_port(), max_new_tokens=512, rate_limit_per_min=1000)
     values.update(overrides)
     return AppConfig(**values)
 
@@ -77,13 +77,16 @@ def fake_services(config: AppConfig, engine, embedder=None, image=None):
 
     from playground_index import CollectionIndex, HistoryStore
 
+    from serving.limits import RateLimiter
+
     embedder = embedder or HashEmbedder()
+    limiter = RateLimiter(config.rate_limit_per_min)
     return Services(config=config, catalog=load_catalog(config.catalog_path), cache=ModelCache(),
                     placement=lambda: Placement("cpu", "float32", "cpu"), resolver=None, text=engine,
                     image=image or _image_engine(config),
-                    registry=StopRegistry(), datasets=DatasetBrowser.from_config(config),
+                    registry=StopRegistry(limiter, config.request_timeout_s), datasets=DatasetBrowser.from_config(config),
                     history=HistoryStore.from_config(config, embedder=embedder),
-                    index=CollectionIndex.from_config(config, embedder=embedder))
+                    index=CollectionIndex.from_config(config, embedder=embedder), embedder=embedder, limiter=limiter)
 
 
 def start_app(services):

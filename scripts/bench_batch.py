@@ -1,0 +1,165 @@
+"""Batching benchmark: 1 client and N concurrent streaming clients, one `generate` per request vs the shared batch.
+
+Prints one JSON object. Same embedded model (SmolLM2-135M-Instruct), greedy, fixed prompts; a client's tokens/s is
+its generated tokens over its own wall time, the aggregate is all tokens over the wall time of the whole round.
+
+    python scripts/bench_batch.py [--threads 1] [--clients 4] [--new-tokens 64] [--repeats 2]
+    python scripts/bench_batch.py --via app   # the same through a running app's /chat endpoint (gradio_client)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+PROMPTS = [
+    "Write a short story about a dragon who learns to read.",
+    "Explain how a bicycle works to a ten year old.",
+    "List some good habits for staying healthy and explain each one.",
+    "Describe the water cycle in a few sentences.",
+    "Why is the sky blue? Explain simply.",
+    "Give me three ideas for a rainy afternoon.",
+    "What makes a good friend? Answer in a paragraph.",
+    "Summarize the plot of Romeo and Juliet.",
+]
+
+
+def one_request(run, prompt: str, new_tokens: int) -> dict:
+    start = time.perf_counter()
+    first, tokens = None, 0
+    for n in run(prompt, new_tokens):
+        if first is None and n:
+            first = time.perf_counter() - start
+        tokens = n
+    return {"tokens": tokens, "ttft_s": first or 0.0, "wall_s": time.perf_counter() - start}
+
+
+def round_of(run, clients: int, new_tokens: int, offset: int) -> dict:
+    results: list[dict] = [{}] * clients
+    barrier = threading.Barrier(clients)
+
+    def client(i: int) -> None:
+        barrier.wait()
+        results[i] = one_request(run, PROMPTS[(offset + i) % len(PROMPTS)], new_tokens)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    total = sum(r["tokens"] for r in results)
+    return {"aggregate_tok_s": total / wall, "ttft_s": [r["ttft_s"] for r in results],
+            "client_tok_s": [r["tokens"] / r["wall_s"] for r in results], "tokens": total}
+
+
+def engine_runner(engine, batched: bool):
+    from models.params import GenerationParams
+
+    tm = engine.load(MODEL)
+    batcher = tm.batcher
+
+    def run(prompt: str, new_tokens: int):
+        tm.batcher = batcher if batched else None
+        params = GenerationParams(temperature=0, max_new_tokens=new_tokens, repetition_penalty=1.1)
+        n = 0
+        for update in engine.chat(MODEL, [{"role": "user", "content": prompt}], params):
+            if update.stats is None:
+                n += len(update.tokens)
+                yield n
+    return run
+
+
+def app_runner(url: str):
+    from gradio_client import Client
+
+    def run(prompt: str, new_tokens: int):
+        client = Client(url, verbose=False)
+        job = client.submit(prompt, [], "", MODEL, 0.0, 0.9, 50, 1.1, new_tokens, 0, api_name="/chat")
+        seen = 0
+        for out in job:
+            history = out[0] if isinstance(out, (list, tuple)) else out
+            text = history[-1]["content"] if history else ""
+            text = text if isinstance(text, str) else str(text)
+            if len(text) > seen:
+                seen = len(text)
+                yield seen  # characters: the app's stream is text; ratios compare like with like
+    return run
+
+
+def measure(run, args) -> dict:
+    one = [round_of(run, 1, args.new_tokens, i) for i in range(args.repeats)]
+    many = [round_of(run, args.clients, args.new_tokens, i) for i in range(args.repeats)]
+    single_tok_s = statistics.median(r["aggregate_tok_s"] for r in one)
+    single_ttft = statistics.median(r["ttft_s"][0] for r in one)
+    return {
+        "single_tok_s": round(single_tok_s, 2), "single_ttft_s": round(single_ttft, 3),
+        "concurrent_aggregate_tok_s": round(statistics.median(r["aggregate_tok_s"] for r in many), 2),
+        "concurrent_ttft_s_max": round(max(max(r["ttft_s"]) for r in many), 3),
+        "concurrent_ttft_s_median": round(statistics.median(t for r in many for t in r["ttft_s"]), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--via", choices=("engine", "app"), default="engine")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from app import build_app
+    from config import AppConfig
+    from services import build_services
+
+    data = Path(tempfile.mkdtemp())
+    config = AppConfig(offline=True, preload=False, torch_threads=args.threads, max_batch=8,
+                       data_dir=Path.home() / ".cache" / "hf-playground", port=7999)
+    services = build_services(config)
+    engine = services.text
+    result: dict = {"model": MODEL, "threads": args.threads, "clients": args.clients, "new_tokens": args.new_tokens,
+                    "repeats": args.repeats, "via": args.via, "machine": f"{platform.machine()} {os.cpu_count()} cpus"}
+    if args.via == "engine":
+        one_generate_each = measure(engine_runner(engine, batched=False), args)
+        batched = measure(engine_runner(engine, batched=True), args)
+    else:
+        demo = build_app(services)
+        demo.queue(default_concurrency_limit=8).launch(server_port=config.port, prevent_thread_lock=True, quiet=True)
+        url = f"http://127.0.0.1:{config.port}/"
+        tm = engine.load(MODEL)
+        batcher = tm.batcher
+        tm.batcher = None
+        one_generate_each = measure(app_runner(url), args)
+        tm.batcher = batcher
+        batched = measure(app_runner(url), args)
+        demo.close()
+    result["generate_per_request"] = one_generate_each
+    result["batched"] = batched
+    result["batched_concurrent_over_single"] = round(batched["concurrent_aggregate_tok_s"] / batched["single_tok_s"], 2)
+    result["batched_ttft_concurrent_over_single"] = round(batched["concurrent_ttft_s_max"] / batched["single_ttft_s"], 2)
+    result["batched_single_over_generate_single"] = round(batched["single_tok_s"] / one_generate_each["single_tok_s"], 3)
+    result["targets"] = {"concurrent_over_single>=2.5": result["batched_concurrent_over_single"] >= 2.5,
+                         "ttft_concurrent_over_single<=2": result["batched_ttft_concurrent_over_single"] <= 2,
+                         "single_no_slower>=0.97": result["batched_single_over_generate_single"] >= 0.97}
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
