@@ -19,6 +19,7 @@ from models.catalog import Catalog, load_catalog
 from models.device import Placement, choose_placement
 from models.resolve import HubProbe, ModelResolver
 from models.image import ImageEngine
+from models.remote import RemoteTextEngine
 from models.text import TextEngine
 from serving.limits import RateLimiter
 
@@ -49,7 +50,8 @@ def build_services(config: AppConfig) -> Services:
     resolver = ModelResolver(config.readable_dirs, config.models_dir, HubProbe(config.offline))
     text = TextEngine(cache, resolver, placement, trust_remote_code=config.trust_remote_code,
                       max_input_tokens=config.max_input_tokens, max_batch=config.max_batch,
-                      max_waiting=config.max_queue, threads=config.torch_threads)
+                      max_waiting=config.max_queue, threads=config.torch_threads,
+                      remote=RemoteTextEngine(catalog.remote))
     embedder = default_embedder(cache, resolver)  # one MiniLM for history and collections, owned by the cache
     limiter = RateLimiter(config.rate_limit_per_min)  # one count per user across the UI and the API
     registry = StopRegistry(limiter, config.request_timeout_s)

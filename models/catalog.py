@@ -8,6 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from models.params import LIMITS
+from models.remote import RemoteModel, parse_remote
+
+
+# what runs offline when a catalog leaves a task out (the embedded models)
+BUILTIN_DEFAULTS = {"chat": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                    "text-generation": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                    "text-to-image": "hf-playground/tiny-t2i-64"}
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,7 @@ class Catalog:
 
     tasks: dict[str, TaskModels] = field(default_factory=dict)
     presets: dict[str, dict[str, float]] = field(default_factory=dict)
+    remote: dict[str, RemoteModel] = field(default_factory=dict)  # served by external OpenAI-compatible servers
 
     def default(self, task: str) -> str:
         try:
@@ -30,11 +38,10 @@ class Catalog:
             raise KeyError(f"the catalog has no task {task!r}; it has {sorted(self.tasks)}") from None
 
     def choices(self, task: str) -> list[str]:
-        """The default first, then the suggestions, without repeats."""
+        """The default first, then the suggestions, then the remote models for this task, without repeats."""
         entry = self.tasks.get(task)
-        if entry is None:
-            return []
-        return list(dict.fromkeys([entry.default, *entry.suggested]))
+        local = [entry.default, *entry.suggested] if entry is not None else []
+        return list(dict.fromkeys([*local, *(name for name, m in self.remote.items() if task in m.tasks)]))
 
 
 def parse_catalog(data: dict[str, Any], source: str = "catalog") -> Catalog:
@@ -53,6 +60,8 @@ def parse_catalog(data: dict[str, Any], source: str = "catalog") -> Catalog:
         if not isinstance(suggested, list) or not all(isinstance(s, str) for s in suggested):
             raise ValueError(f"{source}: task {task!r} 'suggested' must be a list of model ids")
         tasks[task] = TaskModels(default=entry["default"], suggested=tuple(suggested))
+    for task, model in BUILTIN_DEFAULTS.items():
+        tasks.setdefault(task, TaskModels(default=model))
     presets = data.get("presets", {})
     if not isinstance(presets, dict):
         raise ValueError(f"{source}: 'presets' must be an object of name -> parameters")
@@ -60,7 +69,7 @@ def parse_catalog(data: dict[str, Any], source: str = "catalog") -> Catalog:
         bad = set(values) - set(LIMITS) if isinstance(values, dict) else {"<not an object>"}
         if bad:
             raise ValueError(f"{source}: preset {name!r} has unknown keys {sorted(bad)}; allowed {sorted(LIMITS)}")
-    return Catalog(tasks=tasks, presets=presets)
+    return Catalog(tasks=tasks, presets=presets, remote=parse_remote(data.get("remote", {}), source))
 
 
 def load_catalog(path: Path) -> Catalog:

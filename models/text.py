@@ -13,6 +13,7 @@ from models.device import Placement
 from models.embedded import Progress
 from models.generation import GenerationError, GenerationRun, GenerationStats, StreamUpdate, TextModel
 from models.params import GenerationParams
+from models.remote import RemoteTextEngine
 from models.resolve import ModelNotFound, ModelResolver, Resolved
 from models.zerogpu import gpu
 
@@ -40,21 +41,25 @@ class TextEngine:
         max_batch: most concurrent generations sharing one model's forward passes (0: one `generate` per request).
         max_waiting: most requests waiting for a place in a model's batch before new ones are refused.
         threads: torch threads for generation workers (None: torch's default).
+        remote: models served by external OpenAI-compatible servers, by catalog name.
     """
 
     def __init__(self, cache: ModelCache, resolver: ModelResolver, placement: Placement | Callable[[], Placement], *,
                  trust_remote_code: bool = False, max_input_tokens: int = 4096, max_batch: int = 8,
-                 max_waiting: int = 64, threads: int | None = None):
+                 max_waiting: int = 64, threads: int | None = None, remote: RemoteTextEngine | None = None):
         self.cache = cache
         self.resolver = resolver
         self.placement = placement
         self.trust_remote_code = trust_remote_code
         self.max_input_tokens = max_input_tokens
         self.max_batch, self.max_waiting, self.threads = max_batch, max_waiting, threads
+        self.remote = remote or RemoteTextEngine({})
 
     # -- loading ---------------------------------------------------------------------------------------------
     def load(self, ref: str, progress: Progress | None = None) -> TextModel:
         """Load (or reuse) a model. Raises ModelLoadError / ModelNotFound with a message for the user."""
+        if ref in self.remote:
+            raise ModelLoadError(f"{ref} runs on {self.remote.models[ref].base_url}: there is nothing to load here")
         return self.cache.get(ref, lambda: self._load(ref, progress))
 
     def _load(self, ref: str, progress: Progress | None) -> Loaded:
@@ -114,6 +119,9 @@ class TextEngine:
 
         The oldest turns are dropped when the conversation does not fit; the final update's stats say how many.
         """
+        if ref in self.remote:  # the remote server applies its own template and context limit
+            yield from self.remote.chat(ref, messages, params, stop, with_probs, stop_strings)
+            return
         with self.cache.use(ref, lambda: self._load(ref, None)) as tm:
             start = time.perf_counter()
             ids, trimmed = self._chat_ids(tm, messages, params.max_new_tokens)
@@ -124,6 +132,9 @@ class TextEngine:
     def complete(self, ref: str, prompt: str, params: GenerationParams, stop_strings: tuple[str, ...] = (),
                  stop: threading.Event | None = None, with_probs: bool = False) -> Iterator[StreamUpdate]:
         """Stream a raw continuation of `prompt`; a prompt longer than the budget keeps its last tokens."""
+        if ref in self.remote:
+            yield from self.remote.complete(ref, prompt, params, stop_strings, stop, with_probs)
+            return
         with self.cache.use(ref, lambda: self._load(ref, None)) as tm:
             start = time.perf_counter()
             ids = tm.tokenizer(prompt, add_special_tokens=True).input_ids
@@ -133,7 +144,7 @@ class TextEngine:
                                     trimmed_prompt_tokens=cut)
 
     def is_loaded(self, ref: str) -> bool:
-        return ref in self.cache
+        return ref in self.cache or ref in self.remote
 
     def count_tokens(self, ref: str, text: str) -> int:
         tm = self.load(ref)

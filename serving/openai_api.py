@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from models.batching import QueueFull
 from models.catalog import Catalog
 from models.generation import GenerationError, StreamUpdate
+from models.remote import RemoteUnavailable
 from models.resolve import ModelNotFound
 from serving.limits import Deadline, RateLimited, RateLimiter
 from serving.openai_schema import (ApiError, ChatBody, CompletionBody, EmbeddingBody, ImageBody, chat_messages,
@@ -79,6 +80,8 @@ def as_api_error(exc: BaseException) -> ApiError:
         return ApiError(404, str(exc), code="model_not_found", param="model")
     if isinstance(exc, QueueFull):
         return ApiError(503, str(exc), "server_busy", code="queue_full")
+    if isinstance(exc, RemoteUnavailable):
+        return ApiError(502, str(exc), "server_error", code="upstream_unavailable")
     if isinstance(exc, GenerationError):
         return ApiError(500, str(exc), "server_error")
     if isinstance(exc, (ValueError, LookupError, RuntimeError)):  # InputTooLong, ModelLoadError, bad settings
