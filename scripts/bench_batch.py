@@ -87,16 +87,16 @@ def app_runner(url: str):
     from gradio_client import Client
 
     def run(prompt: str, new_tokens: int):
-        client = Client(url, verbose=False)
-        job = client.submit(prompt, [], "", MODEL, 0.0, 0.9, 50, 1.1, new_tokens, 0, api_name="/chat")
+        client = Client(url, verbose=False)  # a fresh session (and conversation) per request
+        job = client.submit(message=prompt, model=MODEL, temperature=0, repetition_penalty=1.1,
+                            max_new_tokens=new_tokens, api_name="/chat")
         seen = 0
-        for out in job:
-            history = out[0] if isinstance(out, (list, tuple)) else out
-            text = history[-1]["content"] if history else ""
-            text = text if isinstance(text, str) else str(text)
+        for history in job:
+            content = history[-1]["content"] if history and history[-1]["role"] == "assistant" else ""
+            text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
             if len(text) > seen:
                 seen = len(text)
-                yield seen  # characters: the app's stream is text; ratios compare like with like
+                yield seen  # characters: the UI streams text; the ratios compare like with like
     return run
 
 
