@@ -9,11 +9,11 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from helpers import free_port
-from conftest import ROOT
 from models.cache import ModelCache
 from models.catalog import parse_catalog
 from models.device import choose_placement
@@ -22,6 +22,7 @@ from models.remote import RemoteTextEngine, RemoteUnavailable
 from models.resolve import HubProbe, ModelResolver
 from models.text import TextEngine
 
+ROOT = Path(__file__).resolve().parents[1]
 GREEDY = GenerationParams(temperature=0, max_new_tokens=16, repetition_penalty=1.0)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 
 import openai
@@ -10,16 +11,14 @@ import pytest
 from PIL import Image
 
 from fakes import FakeTextEngine
-from helpers import fake_services, make_config, start_app
+from helpers import fake_services, free_port, start_app
 from models.image_meta import read_png_meta
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory, models_root, tiny_sd):
-    from conftest import make_engine
-
-    config = make_config(tmp_path_factory.mktemp("images-api"), models_root)
-    demo, url = start_app(fake_services(config, FakeTextEngine(), image=make_engine(config)))
+def api(image_config, engine, tiny_sd):
+    config = dataclasses.replace(image_config, port=free_port())  # a server of its own
+    demo, url = start_app(fake_services(config, FakeTextEngine(), image=engine))
     yield openai.OpenAI(base_url=url + "v1", api_key="none", max_retries=0, timeout=120), str(tiny_sd)
     demo.close()
 
