@@ -6,6 +6,7 @@ in `assets/t2i-model`; it loads through exactly the same `from_pretrained` path 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -29,6 +30,10 @@ logger = logging.getLogger(__name__)
 TASK = "text-to-image"
 EMBEDDED_T2I = "hf-playground/tiny-t2i-64"
 StepProgress = Callable[[int, int], None]  # (steps done, steps in total)
+# Denoisers below this many parameters run on one CPU thread. Their ops are too small to split: measured on 2 cores
+# (scripts/bench_image.py), the embedded 4M-parameter UNet was no faster on 2 threads with the cores idle, and 5-10x
+# slower with the other core busy (each op waits at the OpenMP barrier for a thread the OS has parked).
+SMALL_DENOISER_PARAMS = 50_000_000
 
 
 @dataclass
@@ -42,11 +47,9 @@ class ImageModel:
     call_args: frozenset[str]
     latent_factor: int
     dtype_bytes: int
+    device: str = "cpu"  # where it runs (with CPU offload: the GPU); read once, the lookup walks every module
+    denoiser_params: int = 0  # UNet / transformer parameters: decides the CPU thread count
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def device(self) -> str:
-        return str(getattr(self.pipe, "_execution_device", None) or self.pipe.device)
 
     def scheduler_choices(self) -> list[str]:
         """Labels of SCHEDULERS this pipeline's scheduler is compatible with ("default" first)."""
@@ -91,12 +94,14 @@ class ImageEngine:
         placement: device and dtype, or a function giving them (torch loads on first use).
         default_ref: the catalog's default model; when it cannot be found, the embedded model is used instead.
         cpu_offload: None = on for GPUs with less than 8 GiB, else as given (GPU only).
+        threads: torch CPU threads for a generation; None = one for small denoisers (SMALL_DENOISER_PARAMS), else
+            the process's configured count (app.py --threads).
     """
 
     def __init__(self, cache: ModelCache, resolver: ModelResolver, placement: Placement | Callable[[], Placement], *,
-                 default_ref: str = EMBEDDED_T2I, cpu_offload: bool | None = None):
+                 default_ref: str = EMBEDDED_T2I, cpu_offload: bool | None = None, threads: int | None = None):
         self.cache, self.resolver, self.placement = cache, resolver, placement
-        self.default_ref, self.cpu_offload = default_ref, cpu_offload
+        self.default_ref, self.cpu_offload, self.threads = default_ref, cpu_offload, threads
 
     # -- loading ---------------------------------------------------------------------------------------------
     def load(self, ref: str, progress: Progress | None = None) -> ImageModel:
@@ -162,18 +167,45 @@ class ImageEngine:
         modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
         params = sum(t.numel() for m in modules for t in m.parameters())
         memory = sum(t.numel() * t.element_size() for m in modules for t in [*m.parameters(), *m.buffers()])
-        vae = getattr(pipe, "vae", None)
         factor = getattr(pipe, "vae_scale_factor", None) or 8
+        denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
         model = ImageModel(pipe=pipe, name=resolved.name, scheduler_config=dict(pipe.scheduler.config),
                            scheduler_class=type(pipe.scheduler), latent_factor=int(factor),
                            dtype_bytes=torch.tensor([], dtype=dtype).element_size(),
-                           call_args=frozenset(inspect.signature(pipe.__call__).parameters))
-        self._warm_up(model, vae is not None)
+                           call_args=frozenset(inspect.signature(pipe.__call__).parameters),
+                           device=str(getattr(pipe, "_execution_device", None) or pipe.device),
+                           denoiser_params=sum(t.numel() for t in denoiser.parameters()) if denoiser else 0)
+        with self.cpu_threads(model):
+            self._warm_up(model)
         return Loaded(value=model, task=TASK, device=model.device, dtype=str(dtype).replace("torch.", ""),
                       parameters=params, memory_bytes=memory, source=resolved.source)
 
+    def threads_for(self, model: ImageModel, configured: int) -> int:
+        """torch CPU threads for one generation with `model` (`configured`: the count torch has now)."""
+        if self.threads:
+            return self.threads
+        return 1 if 0 < model.denoiser_params < SMALL_DENOISER_PARAMS else configured
+
+    @contextlib.contextmanager
+    def cpu_threads(self, model: ImageModel):
+        """Run the block with threads_for(model) torch threads in this thread, then restore the count.
+
+        Set in the thread that runs the model (a gradio worker), as models/generation.py does for text.
+        """
+        import torch
+
+        configured = torch.get_num_threads()
+        wanted = configured if model.device != "cpu" else self.threads_for(model, configured)
+        if wanted != configured:
+            torch.set_num_threads(wanted)
+        try:
+            yield wanted
+        finally:
+            if wanted != configured:
+                torch.set_num_threads(configured)
+
     @staticmethod
-    def _warm_up(model: ImageModel, has_vae: bool) -> None:
+    def _warm_up(model: ImageModel) -> None:
         """One tiny step right after loading: the first call faults pages in and is much slower."""
         size = 8 * model.latent_factor
         try:
@@ -216,12 +248,12 @@ class ImageEngine:
         with self.cache.use(used, lambda: self._load(used, None)) as model:
             check_memory(params, self._free_bytes(model), model.latent_factor, model.dtype_bytes)
             seed = params.seed if params.seed >= 0 else secrets.randbelow(2**32)
-            with model.lock:  # a pipeline and its scheduler hold per-call state: one call at a time
+            with model.lock, self.cpu_threads(model) as threads:  # a pipeline holds per-call state: one at a time
                 images, done, gen_s = self._run(model, params, seed, stop, progress)
         interrupted = bool(stop is not None and stop.is_set())
         timings = {"load_s": round(load_s, 3), "generate_s": round(gen_s, 3),
                    "s_per_image": round(gen_s / max(1, len(images)), 3),
-                   "total_s": round(time.perf_counter() - start, 3)}
+                   "total_s": round(time.perf_counter() - start, 3), "torch_threads": threads}
         source = next((r.source for r in self.cache.rows() if r.key == used), "")
         return ImageResult(images=images, seed=seed, params=params, model=used, source=source, steps_done=done,
                            interrupted=interrupted, timings=timings, note=note)

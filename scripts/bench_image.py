@@ -2,8 +2,13 @@
 
 Usage: HF_HUB_OFFLINE=1 python scripts/bench_image.py --threads 2 --runs 10
 Both sides use the embedded model, 64x64, 20 steps, guidance 4, one image, fixed seeds, after a warm-up. The app is
-the Text-to-image tab launched as a separate server process on a free port (one server, one
-client, as deployed), driven over HTTP with gradio_client like any API user. The raw call runs first, alone.
+the Text-to-image tab launched as a separate server process on a free port (one server, one client, as deployed),
+driven over HTTP with gradio_client like any API user. The raw call and the app call alternate run by run (the order
+flips each run), so load from other processes on shared cores falls on both sides alike; `pair_ratio_median` is the
+median of the per-run app/raw ratios. `app_pipeline_s` is the pipeline time the app itself measured and
+`app_overhead_s` the rest (queue, HTTP, PNG with metadata, client download). --threads is the app's configured torch
+thread count (app.py --threads); the engine may use fewer for a small model (models/image.py SMALL_DENOISER_PARAMS)
+and reports what it used, and the raw call runs with that same count (`torch_threads`), so both sides do equal work.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,21 +29,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 PROMPT = "a large blue square in the center on a white background"
-
-
-def raw_times(model: str, runs: int, steps: int) -> list[float]:
-    import torch
-    from diffusers import AutoPipelineForText2Image
-
-    pipe = AutoPipelineForText2Image.from_pretrained(model)
-    pipe.set_progress_bar_config(disable=True)
-    times = []
-    for i in range(runs + 1):
-        start = time.perf_counter()
-        pipe(PROMPT, num_inference_steps=steps, guidance_scale=4.0, guidance_rescale=0.7, height=64, width=64,
-             generator=torch.Generator().manual_seed(i))
-        times.append(time.perf_counter() - start)
-    return times[1:]
+SETTINGS = dict(num_inference_steps=20, guidance_scale=4.0, guidance_rescale=0.7, height=64, width=64)
 
 
 def serve(port: int, threads: int) -> None:
@@ -53,7 +46,7 @@ def serve(port: int, threads: int) -> None:
     from models.image import ImageEngine
     from models.resolve import HubProbe, ModelResolver
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads)  # as app.py does for --threads
     config = AppConfig(port=port, offline=True, preload=False, data_dir=Path(tempfile.mkdtemp()))
     engine = ImageEngine(ModelCache(), ModelResolver(config.readable_dirs, config.models_dir, HubProbe(True)),
                          lambda: Placement("cpu", "float32", "cpu"))
@@ -64,10 +57,7 @@ def serve(port: int, threads: int) -> None:
     demo.block_thread()
 
 
-def app_times(runs: int, steps: int, threads: int) -> tuple[list[float], list[float]]:
-    import socket
-    import subprocess
-
+def start_server(threads: int) -> tuple[subprocess.Popen, object]:
     from gradio_client import Client
 
     with socket.socket() as s:
@@ -75,28 +65,15 @@ def app_times(runs: int, steps: int, threads: int) -> tuple[list[float], list[fl
         port = s.getsockname()[1]
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--threads", str(threads)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wall, inside = [], []
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-                break
-            except Exception:  # not up yet
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1)
-        for i in range(runs + 1):
-            start = time.perf_counter()
-            _, _, info = client.predict(prompt=PROMPT, negative_prompt="", model="hf-playground/tiny-t2i-64",
-                                        steps=steps, guidance_scale=4.0, seed=i, width=64, height=64, num_images=1,
-                                        scheduler="default", guidance_rescale=0.7, api_name="/text_to_image")
-            wall.append(time.perf_counter() - start)
-            inside.append(info["generate_s"])
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    return wall[1:], inside[1:]
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return server, Client(f"http://127.0.0.1:{port}/", verbose=False)
+        except Exception:  # not up yet
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise
+            time.sleep(1)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -111,19 +88,57 @@ def main(argv: list[str] | None = None) -> dict:
         serve(args.serve, args.threads)
         return {}
     import torch
+    from diffusers import AutoPipelineForText2Image
 
-    torch.set_num_threads(args.threads)
-    raw = raw_times(args.model, args.runs, args.steps)
-    wall, inside = app_times(args.runs, args.steps, args.threads)
+    server, client = start_server(args.threads)
+    settings = SETTINGS | {"num_inference_steps": args.steps}
+
+    def raw(seed: int) -> float:
+        start = time.perf_counter()
+        pipe(PROMPT, generator=torch.Generator().manual_seed(seed), **settings)
+        return time.perf_counter() - start
+
+    def app(seed: int) -> tuple[float, dict]:
+        start = time.perf_counter()
+        _, _, info = client.predict(prompt=PROMPT, negative_prompt="", model="hf-playground/tiny-t2i-64",
+                                    steps=args.steps, guidance_scale=4.0, seed=seed, width=64, height=64,
+                                    num_images=1, scheduler="default", guidance_rescale=0.7,
+                                    api_name="/text_to_image")
+        return time.perf_counter() - start, info
+
+    rows = []
+    try:
+        pipe = AutoPipelineForText2Image.from_pretrained(args.model)
+        pipe.set_progress_bar_config(disable=True)
+        threads = app(0)[1]["torch_threads"]  # warm-up: the first calls fault pages in
+        torch.set_num_threads(threads)
+        raw(0)
+        for i in range(1, args.runs + 1):
+            if i % 2:
+                r = raw(i)
+                wall, info = app(i)
+            else:
+                wall, info = app(i)
+                r = raw(i)
+            rows.append((r, wall, info))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
     med = statistics.median
+    raw_s, wall_s = [r[0] for r in rows], [r[1] for r in rows]
+    inside = [r[2]["generate_s"] for r in rows]
     result = {
-        "threads": args.threads, "runs": args.runs, "steps": args.steps, "size": "64x64", "images_per_call": 1,
-        "raw_pipeline_s": round(med(raw), 3),
-        "app_end_to_end_s": round(med(wall), 3),
+        "threads": args.threads, "torch_threads": threads, "runs": args.runs, "steps": args.steps, "size": "64x64",
+        "images_per_call": 1,
+        "raw_pipeline_s": round(med(raw_s), 3),
+        "app_end_to_end_s": round(med(wall_s), 3),
+        "app_over_raw": round(med(wall_s) / med(raw_s), 3),
+        "pair_ratio_median": round(med(w / r for r, w in zip(raw_s, wall_s)), 3),
         "app_pipeline_s": round(med(inside), 3),
-        "app_over_raw": round(med(wall) / med(raw), 3),
-        "raw_all_s": [round(t, 3) for t in raw],
-        "app_all_s": [round(t, 3) for t in wall],
+        "app_overhead_s": round(med(w - g for w, g in zip(wall_s, inside)), 3),
+        "raw_all_s": [round(t, 3) for t in raw_s],
+        "app_all_s": [round(t, 3) for t in wall_s],
+        "app_pipeline_all_s": inside,
     }
     print(json.dumps(result, indent=2))
     return result
