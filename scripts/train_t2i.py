@@ -5,6 +5,10 @@ Stages (each resumes from what the previous run left under --work, default ~/.ca
   vae     -> vae.pt                AutoencoderKL (16, 32, 64), 64x64 -> 16x16x4; loss weights foreground pixels x10
                                    and decodes the posterior mean (plain training washes colours out)
   latents -> latents.pt            posterior means of every image, scaled to unit variance
+  decoder -> vae-decoder.pt        the VAE decoder alone trained further on the cached latents (the encoder, so the
+                                   latent space the UNet learned, stays fixed), with a little noise added to the
+                                   latents so the UNet's imperfect ones decode sharply too; resumable; export then
+                                   uses it (--vae-file)
   unet    -> unet.pt               UNet2DConditionModel + CLIPTextModel trained jointly on cached latents:
                                    v-prediction, zero-terminal-SNR rescaled betas, min-SNR weighting, 10% caption
                                    dropout, AdamW + cosine, EMA; checkpoints every --ckpt-minutes, resumes
@@ -176,6 +180,65 @@ def stage_latents(args, data, device) -> None:
     logger.info("latents: %s, scaling_factor %.4f", {k: tuple(v.shape) for k, v in parts.items()}, scale)
 
 
+def stage_decoder(args, data, device) -> None:
+    """Sharpen the decoder on fixed latents: reconstructions were blurred and ringed, which read as wrong shapes."""
+    out, ckpt_path = args.work / "vae-decoder.pt", args.work / "vae-decoder-ckpt.pt"
+    lat = torch.load(args.work / "latents.pt")
+    latents, n_shapes = torch.cat([lat["shapes"], lat["emoji"]]), len(lat["shapes"])
+    images = np.concatenate([data["shape_images"][:n_shapes], data["emoji_images"]])
+    torch.manual_seed(args.seed)
+    vae = make_vae().to(device)
+    vae.load_state_dict(torch.load(args.work / "vae.pt"))
+    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    opt = torch.optim.AdamW(params, lr=args.decoder_lr, weight_decay=0.0)
+    step, rng = 0, np.random.default_rng(args.seed + 1)
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, weights_only=False)
+        vae.load_state_dict(ck["vae"])
+        opt.load_state_dict(ck["opt"])
+        step, rng = ck["step"], ck["rng"]
+        logger.info("decoder: resumed at step %d", step)
+    noise_scale = args.decoder_noise / lat["scale"]  # --decoder-noise is in units of the scaled (unit-variance) latents
+
+    def save() -> None:
+        torch.save({"vae": vae.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng},
+                   ckpt_path.with_suffix(".tmp"))
+        os.replace(ckpt_path.with_suffix(".tmp"), ckpt_path)
+        torch.save(vae.state_dict(), out.with_suffix(".tmp"))
+        os.replace(out.with_suffix(".tmp"), out)
+        logger.info("decoder checkpoint at step %d", step)
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    start, last_save, losses = time.perf_counter(), time.monotonic(), []
+    try:
+        while step < args.decoder_steps:
+            n_e = args.vae_batch // 4
+            idx = np.concatenate([rng.integers(0, n_shapes, args.vae_batch - n_e),
+                                  rng.integers(n_shapes, len(latents), n_e)])
+            x = to_tensor(images[idx]).to(device)
+            z = latents[idx].to(device)
+            z = z + noise_scale * torch.rand(len(z), 1, 1, 1, device=device) * torch.randn_like(z)
+            rec = vae.decode(z).sample
+            w = 1 + 9 * foreground(x)
+            loss = (w * (rec - x).abs()).mean() + (w * (rec - x) ** 2).mean()
+            for g in opt.param_groups:
+                g["lr"] = args.decoder_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.decoder_steps)))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            losses.append(loss.item())
+            if step % 25 == 0:
+                logger.info("decoder step %d loss %.4f (%.2f s/step)", step, np.mean(losses[-25:]),
+                            (time.perf_counter() - start) / len(losses))
+            if time.monotonic() - last_save > args.ckpt_minutes * 60:
+                save()
+                last_save = time.monotonic()
+    except KeyboardInterrupt:
+        logger.info("decoder: stopped by signal")
+    save()
+
+
 def shape_variant(caption: str, rng: random.Random) -> str:
     """Mostly the full caption; sometimes a shorter one, so short prompts work too."""
     r = rng.random()
@@ -300,7 +363,7 @@ def stage_export(args, tok) -> None:
     ck = torch.load(args.work / "unet.pt", weights_only=False, map_location="cpu")
     lat = torch.load(args.work / "latents.pt")
     vae, unet, te = make_vae(), make_unet(), make_text_encoder(tok)
-    vae.load_state_dict(torch.load(args.work / "vae.pt", map_location="cpu"))
+    vae.load_state_dict(torch.load(args.work / args.vae_file, map_location="cpu"))
     vae.register_to_config(scaling_factor=lat["scale"])
     unet.load_state_dict(ck["ema_unet"])
     te.load_state_dict(ck["ema_te"])
@@ -310,7 +373,7 @@ def stage_export(args, tok) -> None:
     out = Path(args.out)
     pipe.save_pretrained(out, safe_serialization=True)
     train = {"steps": ck["step"], "batch": args.batch, "lr": args.lr, "ema": args.ema, "seed": args.seed,
-             "vae_steps": args.vae_steps, "emoji_fraction": args.emoji_fraction}
+             "vae_steps": args.vae_steps, "emoji_fraction": args.emoji_fraction, "vae_file": args.vae_file}
     (out / "training.json").write_text(json.dumps(train, indent=2) + "\n")
     (out / "README.md").write_text(MODEL_CARD.format(steps=ck["step"]))
     logger.info("exported %s (%.1f MB)", out, sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20)
@@ -369,6 +432,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vae-steps", type=int, default=450)
     p.add_argument("--vae-extra-steps", type=int, default=0, help="train an existing vae.pt this much more")
     p.add_argument("--vae-batch", type=int, default=16)
+    p.add_argument("--decoder-steps", type=int, default=800)
+    p.add_argument("--decoder-lr", type=float, default=5e-4)
+    p.add_argument("--decoder-noise", type=float, default=0.15, help="largest latent noise (unit-variance scale)")
+    p.add_argument("--vae-file", default="vae.pt", help="VAE weights the export uses (vae-decoder.pt after decoder)")
     p.add_argument("--latent-shapes", type=int, default=12000, help="shape images encoded for the UNet stage")
     p.add_argument("--steps", type=int, default=4500)
     p.add_argument("--batch", type=int, default=32)
@@ -394,6 +461,8 @@ def main(argv: list[str] | None = None) -> None:
         stage_vae(args, data, device)
     if "latents" in stages:
         stage_latents(args, data, device)
+    if "decoder" in stages:
+        stage_decoder(args, data, device)
     if "unet" in stages:
         stage_unet(args, data, device, tok)
     if "export" in stages:
