@@ -13,7 +13,7 @@ import gradio as gr
 from components import conversation_io
 from components.common import (
     USER_ERRORS, bind, ParamControls, StopRegistry, build_param_controls, params_or_error, preset_values,
-    session_key, user_error,
+    read_ahead, session_key, user_error,
 )
 from config import AppConfig
 from models.catalog import Catalog
@@ -95,15 +95,17 @@ def stream_reply(history: Messages, message: str, system_prompt: str, model: str
     shown = [*convo, {"role": "assistant", "content": ""}]
     text, stats = "", {}
     with deps.registry.generation(asker.session) as stop:  # refuses (rate limit) before anything is shown
+        loading = not deps.engine.is_loaded(model)
+        updates = read_ahead(deps.engine.chat(model, prompt, params, stop=stop))  # the model starts now
         yield shown, history, {}  # the question appears at once; the state changes only once a reply starts
-        if not deps.engine.is_loaded(model):
+        if loading:
             gr.Info(f"Loading {model}: the first reply waits for it.")
         try:
-            for update in deps.engine.chat(model, prompt, params, stop=stop):
-                if update.stats is not None:
-                    stats = asdict(update.stats)
-                if update.delta or update.stats is not None:
+            for batch in updates:
+                for update in batch:
+                    stats = asdict(update.stats) if update.stats is not None else stats
                     text += update.delta
+                if any(u.delta or u.stats is not None for u in batch):
                     shown = [*convo, {"role": "assistant", "content": text}, *notes]
                     yield shown, shown, stats
         except GenerationError as exc:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import queue
 import threading
 import time
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import gradio as gr
 
@@ -19,6 +20,7 @@ from models.params import LIMITS, GenerationParams, parse_params
 from models.resolve import ModelNotFound
 from serving.limits import Deadline, RateLimited, RateLimiter
 
+T = TypeVar("T")
 PARAM_NAMES = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed")
 # errors whose message is written for the user (what was expected, what arrived)
 USER_ERRORS = (ValueError, LookupError, ModelNotFound, RuntimeError)
@@ -60,6 +62,7 @@ class StopRegistry:
             if deadline.fired:
                 gr.Warning(f"Stopped at the server's time limit of {self.timeout_s:g} s per request.")
         finally:
+            event.set()  # whatever ended the request (done, error, disconnect) ends the model's work too
             with self._lock:
                 if self._events.get(session) is event:
                     del self._events[session]
@@ -82,6 +85,48 @@ class StopRegistry:
         """How long no generation has been running (0 while one runs)."""
         with self._lock:
             return 0.0 if self._events else time.monotonic() - self._last_end
+
+
+def read_ahead(updates: Iterator[T]) -> Iterator[list[T]]:
+    """Start consuming `updates` in a thread now; the result yields, each time, everything that arrived since.
+
+    The model starts while the handler's first yield (the user's message) is still being sent, and a browser
+    that reads slower than the model gets fewer, larger updates instead of falling behind token by token. The
+    handler's stop event ends the producer (StopRegistry.generation sets it when the request ends).
+    """
+    arrived: queue.SimpleQueue = queue.SimpleQueue()
+
+    def pump() -> None:
+        try:
+            for update in updates:
+                arrived.put((True, update))
+            arrived.put((False, None))
+        except BaseException as exc:  # raised again in the handler, which turns it into a message
+            arrived.put((False, exc))
+
+    threading.Thread(target=pump, name="read-ahead", daemon=True).start()
+
+    def batches() -> Iterator[list[T]]:
+        while True:
+            batch, end = [], None
+            more, value = arrived.get()
+            while True:
+                if not more:
+                    end = value if value is not None else StopIteration
+                    break
+                batch.append(value)
+                try:
+                    more, value = arrived.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                yield batch
+            if end is StopIteration:
+                return
+            if end is not None:
+                raise end
+
+    return batches()
 
 
 def bind(fn: Callable, **deps: Any) -> Callable:

@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from components.common import (
-    USER_ERRORS, bind, StopRegistry, build_param_controls, params_or_error, preset_values, user_error,
+    USER_ERRORS, bind, StopRegistry, build_param_controls, params_or_error, preset_values, read_ahead, user_error,
 )
 from components.chat_tab import asker_of, record
 from components.chat_tab import stop as stop_generation
@@ -65,12 +65,12 @@ def generate(prompt: str, stop_strings: str, model: str, show_probs: bool, tempe
     asker = asker_of(request, browser_id)
     with deps.registry.generation(asker.session) as stop:
         try:
-            for update in deps.engine.complete(model, prompt, params, stop_strings=stops, stop=stop,
-                                               with_probs=bool(show_probs)):
-                text += update.delta
-                tokens.extend(update.tokens)
-                if update.stats is not None:
-                    stats = asdict(update.stats)
+            for batch in read_ahead(deps.engine.complete(model, prompt, params, stop_strings=stops, stop=stop,
+                                                         with_probs=bool(show_probs))):
+                for update in batch:
+                    text += update.delta
+                    tokens.extend(update.tokens)
+                    stats = asdict(update.stats) if update.stats is not None else stats
                 yield text, stats, tokens
         except GenerationError as exc:
             yield text, stats, tokens

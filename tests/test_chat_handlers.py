@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import json
 from types import SimpleNamespace
 
@@ -29,8 +31,31 @@ def last(stream):
     return out
 
 
+def test_updates_that_arrive_together_are_handed_over_together_and_errors_follow_them():
+    from components.common import read_ahead
+
+    produced, go_on = threading.Event(), threading.Event()
+
+    def producer():
+        yield 1
+        yield 2
+        yield 3
+        produced.set()  # 1-3 are queued by now: the reader took each before asking for the next
+        go_on.wait(5)
+        yield 4
+        raise RuntimeError("model failed")
+
+    batches = read_ahead(producer())  # starts reading at once, before anyone asks
+    assert produced.wait(5)
+    assert next(batches) == [1, 2, 3]
+    go_on.set()
+    assert next(batches) == [4]
+    with pytest.raises(RuntimeError, match="model failed"):
+        next(batches)
+
+
 def test_chat_streams_and_records_the_exchange():
-    d = deps()
+    d = deps(FakeTextEngine(delay=0.02))  # tokens arriving apart are shown apart
     steps = list(chat_tab.chat("Hi", [], "be nice", MODEL, *VALUES, deps=d))
     assert len(steps) > 3
     shown, history, stats = steps[-1]
@@ -75,7 +100,7 @@ def test_failure_mid_reply_keeps_the_partial_answer():
 
 
 def test_stop_ends_only_this_session():
-    d = deps(FakeTextEngine(reply="w " * 50))
+    d = deps(FakeTextEngine(reply="w " * 50, delay=0.02))
     mine, other = SimpleNamespace(session_hash="A", username=None), SimpleNamespace(session_hash="B", username=None)
     stream = chat_tab.chat("Hi", [], "", MODEL, *VALUES, request=mine, deps=d)
     next(stream), next(stream)
@@ -138,7 +163,7 @@ def test_bad_imports_change_nothing(tmp_path, content, words):
 
 
 def test_generate_streams_with_stop_strings_and_details():
-    engine = FakeTextEngine()
+    engine = FakeTextEngine(delay=0.02)
     d = TextDeps(engine=engine, registry=StopRegistry(), max_new_tokens=512)
     steps = list(text_tab.generate("Once", "\\n\\nEND\nTHE END", MODEL, True, *VALUES, deps=d))
     text, stats, tokens = steps[-1]
