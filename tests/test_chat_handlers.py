@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-
 import json
+import threading
 from types import SimpleNamespace
 
 import gradio as gr
