@@ -60,8 +60,8 @@ def build_services(config: AppConfig) -> Services:
     index = CollectionIndex.from_config(config, embedder=embedder, yield_to=busy)
     image = ImageEngine(cache, resolver, placement, default_ref=catalog.default("text-to-image"))
     return Services(config=config, catalog=catalog, cache=cache, placement=placement, resolver=resolver, text=text,
-                    image=image, registry=registry, datasets=DatasetBrowser.from_config(config), history=history, index=index,
-                    embedder=embedder, limiter=limiter)
+                    image=image, registry=registry, datasets=DatasetBrowser.from_config(config), history=history,
+                    index=index, embedder=embedder, limiter=limiter)
 
 
 def foreground_busy(registry: StopRegistry, quiet_s: float = 3.0, warmup_s: float = 10.0) -> Callable[[], bool]:

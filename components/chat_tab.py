@@ -13,7 +13,7 @@ import gradio as gr
 from components import conversation_io
 from components.common import (
     USER_ERRORS, bind, ParamControls, StopRegistry, build_param_controls, params_or_error, preset_values,
-    read_ahead, session_key, user_error,
+    TEXT_QUEUE, TEXT_SLOTS, read_ahead, session_key, user_error,
 )
 from config import AppConfig
 from models.catalog import Catalog
@@ -293,15 +293,16 @@ def _wire_generation(ui: dict[str, Any], settings: list, outputs: list, deps: Ch
                   [ui["message"], ui["draft"]], queue=False, api_visibility="private")
     # preprocess=False: raw values reach the handler, which validates them itself and names the bad parameter
     sent = typed.then(bind(chat, deps=deps), [ui["draft"], ui["history"], *settings], outputs,
-                      api_name="chat_from_box", api_visibility="private", concurrency_limit=8, concurrency_id="chat", preprocess=False)
+                      api_name="chat_from_box", api_visibility="private", concurrency_limit=TEXT_SLOTS,
+                      concurrency_id=TEXT_QUEUE, preprocess=False)
     after(sent)
     sent.failure(restore_draft, [ui["draft"], ui["history"]], ui["message"], api_visibility="private")
     # the same handler for API clients, who pass the message itself
     after(ui["api_chat"].click(bind(chat, deps=deps), [ui["message"], ui["history"], *settings], outputs,
-                               api_name="chat", concurrency_id="chat", preprocess=False))
+                               api_name="chat", concurrency_id=TEXT_QUEUE, preprocess=False))
     after(ui["chatbot"].retry(bind(retry, deps=deps), [ui["history"], *settings], outputs, api_name="retry",
-                              concurrency_id="chat", preprocess=False))
+                              concurrency_id=TEXT_QUEUE, preprocess=False))
     ui["chatbot"].undo(undo, ui["history"], [ui["chatbot"], ui["history"], ui["message"]], api_name="undo")
     after(ui["chatbot"].edit(bind(edit, deps=deps), [ui["history"], *settings], outputs,
-                             api_visibility="private", concurrency_id="chat", preprocess=False))
+                             api_visibility="private", concurrency_id=TEXT_QUEUE, preprocess=False))
 

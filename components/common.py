@@ -21,6 +21,9 @@ from models.resolve import ModelNotFound
 from serving.limits import Deadline, RateLimited, RateLimiter
 
 T = TypeVar("T")
+# Chat and Text generation wait in one UI queue (people see their place in it) sized like a model's batch, so
+# requests wait there rather than out of sight in the batch's own queue.
+TEXT_QUEUE, TEXT_SLOTS = "text", 8
 PARAM_NAMES = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed")
 # errors whose message is written for the user (what was expected, what arrived)
 USER_ERRORS = (ValueError, LookupError, ModelNotFound, RuntimeError)

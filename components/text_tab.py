@@ -10,7 +10,8 @@ from typing import Any
 import gradio as gr
 
 from components.common import (
-    USER_ERRORS, bind, StopRegistry, build_param_controls, params_or_error, preset_values, read_ahead, user_error,
+    TEXT_QUEUE, TEXT_SLOTS, USER_ERRORS, bind, StopRegistry, build_param_controls, params_or_error, preset_values,
+    read_ahead, user_error,
 )
 from components.chat_tab import asker_of, record
 from components.chat_tab import stop as stop_generation
@@ -130,8 +131,8 @@ def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegist
     owner = browser_id if browser_id is not None else gr.State("")
     inputs = [ui["prompt"], ui["stops"], ui["model"], ui["probs"], *controls.components(), owner]
     done = gr.on([ui["go"].click, ui["prompt"].submit], bind(generate, deps=deps), inputs,
-                 [ui["output"], ui["stats"], ui["token_list"]], api_name="generate", concurrency_limit=8,
-                 preprocess=False)  # raw values: the handler validates and names a bad parameter
+                 [ui["output"], ui["stats"], ui["token_list"]], api_name="generate", concurrency_limit=TEXT_SLOTS,
+                 concurrency_id=TEXT_QUEUE, preprocess=False)  # raw values: the handler validates, names a bad one
     done.then(render_details, [ui["stats"], ui["token_list"]], [ui["details"], ui["tokens"]],
               api_name="generation_details")
     ui["stop"].click(bind(stop_generation, registry=registry), None, None, api_visibility="private",

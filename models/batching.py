@@ -289,8 +289,9 @@ def probe(model) -> bool:
     try:
         with torch.inference_mode():
             ids = torch.tensor([[1, 2]], device=model.device)
-            model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.tensor([[0, 1]], device=model.device),
-                  use_cache=True, **{kw: cache})
+            positions = torch.tensor([[0, 1]], device=model.device)
+            model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions, use_cache=True,
+                  **{kw: cache})
         check_batchable(cache)
     except Exception as exc:  # any failure: generate() one request at a time, as before
         logger.info("%s runs without batching: %s", type(model).__name__, exc)

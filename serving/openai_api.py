@@ -348,5 +348,6 @@ def generate_images(body: ImageBody, deps: ApiDeps) -> dict[str, Any]:
     for i, image in enumerate(result.images):
         png = png_bytes(image, result.metadata(i))
         b64 = base64.b64encode(png).decode()
-        data.append({"b64_json": b64} if body.response_format == "b64_json" else {"url": f"data:image/png;base64,{b64}"})
+        url = f"data:image/png;base64,{b64}"
+        data.append({"b64_json": b64} if body.response_format == "b64_json" else {"url": url})
     return {"created": now(), "data": data}
