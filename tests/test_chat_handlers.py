@@ -180,3 +180,32 @@ def test_generate_streams_with_stop_strings_and_details():
 
 def test_probability_buckets():
     assert [text_tab.bucket(p) for p in (0.95, 0.6, 0.2, 0.01, None)] == ["≥ 90%", "50–90%", "10–50%", "< 10%", None]
+
+
+def test_over_the_rate_limit_nothing_starts_and_the_conversation_stays():
+    from serving.limits import RateLimiter
+
+    clock = [0.0]
+    d = ChatDeps(engine=FakeTextEngine(), registry=StopRegistry(RateLimiter(2, clock=lambda: clock[0])),
+                 max_new_tokens=512)
+    me = SimpleNamespace(session_hash="A", username=None)
+    history = last(chat_tab.chat("one", [], "", MODEL, *VALUES, request=me, deps=d))[1]
+    history = last(chat_tab.chat("two", history, "", MODEL, *VALUES, request=me, deps=d))[1]
+    with pytest.raises(gr.Error, match="at most 2 requests per minute; try again in 60 s"):
+        next(chat_tab.chat("three", history, "", MODEL, *VALUES, request=me, deps=d))
+    assert len(d.engine.calls) == 2 and len(history) == 4
+    other = SimpleNamespace(session_hash="B", username=None)  # someone else is not limited by my requests
+    assert last(chat_tab.chat("hi", [], "", MODEL, *VALUES, request=other, deps=d))[1][-1]["content"]
+    clock[0] = 61.0  # a minute later
+    assert last(chat_tab.chat("three", history, "", MODEL, *VALUES, request=me, deps=d))[1][-2]["content"] == "three"
+
+
+def test_a_generation_past_the_time_limit_is_stopped_with_a_warning(monkeypatch):
+    warnings = []
+    monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: warnings.append(message))
+    d = ChatDeps(engine=FakeTextEngine(reply="w " * 200, delay=0.02), registry=StopRegistry(timeout_s=0.3),
+                 max_new_tokens=512)
+    _, history, stats = last(chat_tab.chat("go", [], "", MODEL, *VALUES, deps=d))
+    assert stats["finish_reason"] == "stop" and 0 < stats["generated_tokens"] < 100
+    assert history[-1]["content"]  # what arrived before the limit is kept
+    assert any("time limit of 0.3 s" in w for w in warnings)
