@@ -17,7 +17,7 @@ from models.cache import ModelCache
 from models.catalog import Catalog
 
 COLUMNS = ["model", "task", "device", "dtype", "parameters (M)", "memory (MB)", "load time (s)", "idle (s)",
-           "in use", "source"]
+           "in use", "source", "activity"]
 
 
 class Loader(Protocol):
@@ -34,7 +34,7 @@ class ModelsDeps:
 def list_models(deps: ModelsDeps) -> tuple[list[list[Any]], str, gr.Dropdown]:
     """The loaded models as table rows, a memory summary, and the unload choices."""
     rows = [[r.key, r.task, r.device, r.dtype, round(r.parameters / 1e6, 1), r.memory_mb, r.load_seconds,
-             r.idle_seconds, r.in_use, r.source] for r in deps.cache.rows()]
+             r.idle_seconds, r.in_use, r.source, r.activity] for r in deps.cache.rows()]
     rss = psutil.Process(os.getpid()).memory_info().rss / 2**20
     loading = deps.cache.loading()
     summary = (f"**{len(rows)}** loaded (limit {deps.cache.max_models}) · models "

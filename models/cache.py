@@ -55,6 +55,7 @@ class CacheRow:
     idle_seconds: float
     in_use: int
     source: str
+    activity: str = ""  # e.g. how many requests share a text model's batch
 
 
 def release_memory() -> None:
@@ -230,7 +231,12 @@ class ModelCache:
                     key=k, task=e.loaded.task, device=e.loaded.device, dtype=e.loaded.dtype,
                     parameters=e.loaded.parameters, memory_mb=round(e.loaded.memory_bytes / 2**20, 1),
                     load_seconds=round(e.load_seconds, 2), idle_seconds=round(now - e.last_used, 1),
-                    in_use=e.in_use, source=e.loaded.source,
+                    in_use=e.in_use, source=e.loaded.source, activity=_activity(e.loaded.value),
                 )
                 for k, e in self._entries.items()
             ]
+
+
+def _activity(value: Any) -> str:
+    report = getattr(value, "activity", None)
+    return report() if callable(report) else ""

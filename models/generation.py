@@ -35,6 +35,13 @@ class TextModel:
     eos_ids: list[int]
     batcher: object | None = None  # a models.batching.Batcher when concurrent requests can share forward passes
 
+    def activity(self) -> str:
+        """What the model is doing now, for the Models tab."""
+        if self.batcher is None:
+            return "one generate() per request"
+        s = self.batcher.stats()
+        return f"{s.running} running, {s.waiting} waiting (batch of up to {s.max_batch}; {s.served} served)"
+
 
 @dataclass(frozen=True)
 class GenerationStats:

@@ -128,6 +128,8 @@ def test_concurrent_streams_share_the_batch_and_keep_their_own_text(served):
     for t in threads:
         t.join()
     assert results == alone
+    row = next(r for r in services.text.cache.rows() if r.key == model)  # what the Models tab shows
+    assert row.activity.startswith("0 running, 0 waiting (batch of up to 4;")
 
 
 def test_a_client_that_disconnects_frees_its_place_within_a_second(served):
