@@ -87,8 +87,13 @@ def retrieve(message: str, collection: str, deps: ChatDeps, owner: str) -> tuple
 
 
 def stream_reply(history: Messages, message: str, system_prompt: str, model: str, params: GenerationParams,
-                 asker: Asker, deps: ChatDeps, collection: str = "") -> Iterator[ChatOutput]:
-    """Append `message` to `history` and stream the assistant's reply, keeping everything that arrived."""
+                 asker: Asker, deps: ChatDeps, collection: str = "", show_question: bool = True
+                 ) -> Iterator[ChatOutput]:
+    """Append `message` to `history` and stream the assistant's reply, keeping everything that arrived.
+
+    `show_question` yields the conversation with the question before the reply starts (a person wants to see their
+    message at once; an API client only waits longer for a message it sent itself).
+    """
     question, notes = retrieve(message, collection, deps, asker.owner)
     prompt = prompt_messages(history, system_prompt, question)
     convo = [*history, {"role": "user", "content": message}]
@@ -97,7 +102,8 @@ def stream_reply(history: Messages, message: str, system_prompt: str, model: str
     with deps.registry.generation(asker.session) as stop:  # refuses (rate limit) before anything is shown
         loading = not deps.engine.is_loaded(model)
         updates = read_ahead(deps.engine.chat(model, prompt, params, stop=stop))  # the model starts now
-        yield shown, history, {}  # the question appears at once; the state changes only once a reply starts
+        if show_question:
+            yield shown, history, {}  # the question appears at once; the state changes only once a reply starts
         if loading:
             gr.Info(f"Loading {model}: the first reply waits for it.")
         try:
@@ -152,14 +158,15 @@ def _params(deps: ChatDeps, values: tuple[Any, ...]) -> GenerationParams:
 
 def chat(message: str, history: Messages, system_prompt: str, model: str, temperature: float, top_p: float,
          top_k: int, repetition_penalty: float, max_new_tokens: int, seed: int, collection: str = "",
-         browser_id: str = "", request: gr.Request = None, *, deps: ChatDeps) -> Iterator[ChatOutput]:
+         browser_id: str = "", request: gr.Request = None, *, deps: ChatDeps,
+         show_question: bool = True) -> Iterator[ChatOutput]:
     """Send a message and stream the reply (answered from `collection` when one is chosen)."""
     message = (message or "").strip()
     if not message:
         raise gr.Error("The message is empty: type something to send.")
     params = _params(deps, (temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed))
     yield from stream_reply(history or [], message, system_prompt or "", model, params,
-                            asker_of(request, browser_id), deps, collection or "")
+                            asker_of(request, browser_id), deps, collection or "", show_question)
 
 
 def last_user_index(history: Messages) -> int:
@@ -298,7 +305,7 @@ def _wire_generation(ui: dict[str, Any], settings: list, outputs: list, deps: Ch
     after(sent)
     sent.failure(restore_draft, [ui["draft"], ui["history"]], ui["message"], api_visibility="private")
     # the same handler for API clients, who pass the message itself
-    after(ui["api_chat"].click(bind(chat, deps=deps), [ui["message"], ui["history"], *settings], outputs,
+    after(ui["api_chat"].click(bind(chat, deps=deps, show_question=False), [ui["message"], ui["history"], *settings], outputs,
                                api_name="chat", concurrency_id=TEXT_QUEUE, preprocess=False))
     after(ui["chatbot"].retry(bind(retry, deps=deps), [ui["history"], *settings], outputs, api_name="retry",
                               concurrency_id=TEXT_QUEUE, preprocess=False))
