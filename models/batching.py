@@ -32,7 +32,7 @@ class NotBatchable(RuntimeError):
     """The model's cache is not a plain per-layer key/value cache (recurrent or hybrid layers)."""
 
 
-@dataclass
+@dataclass(eq=False)  # a request is itself: compared by identity
 class BatchRequest:
     ids: list[int]
     params: GenerationParams
