@@ -82,7 +82,7 @@ def mount_api(demo: gr.Blocks, services: Services) -> None:
     deps = ApiDeps(text=services.text, catalog=services.catalog, image=services.image, embedder=services.embedder,
                    limiter=services.limiter, keys=config.api_keys, keys_required=bool(config.auth),
                    max_new_tokens=config.max_new_tokens, max_input_chars=config.max_input_tokens * 8,
-                   timeout_s=config.request_timeout_s)
+                   timeout_s=config.request_timeout_s, activity=services.registry.outside)
     demo.app.include_router(build_router(deps))
 
 

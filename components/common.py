@@ -43,6 +43,7 @@ class StopRegistry:
         self._events: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._last_end = time.monotonic()
+        self._outside = 0
         self.limiter, self.timeout_s = limiter, timeout_s
 
     @contextmanager
@@ -85,9 +86,21 @@ class StopRegistry:
             return len(self._events)
 
     def idle_seconds(self) -> float:
-        """How long no generation has been running (0 while one runs)."""
+        """How long no generation has been running (0 while one runs, here or through the HTTP API)."""
         with self._lock:
-            return 0.0 if self._events else time.monotonic() - self._last_end
+            return 0.0 if self._events or self._outside else time.monotonic() - self._last_end
+
+    @contextmanager
+    def outside(self) -> Iterator[None]:
+        """Count a generation started elsewhere (the /v1 API), so background work waits for it too."""
+        with self._lock:
+            self._outside += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._outside -= 1
+                self._last_end = time.monotonic()
 
 
 def read_ahead(updates: Iterator[T]) -> Iterator[list[T]]:

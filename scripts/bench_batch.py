@@ -1,9 +1,12 @@
 """Batching benchmark: 1 client and N concurrent streaming clients, one `generate` per request vs the shared batch.
 
-Prints one JSON object. Same embedded model (SmolLM2-135M-Instruct), greedy, fixed prompts; a client's tokens/s is
-its generated tokens over its own wall time, the aggregate is all tokens over the wall time of the whole round.
+Prints one JSON object. Same embedded model (SmolLM2-135M-Instruct), greedy, fixed prompts. Aggregate tokens/s is
+all generated tokens over the wall time of the round. Concurrent clients each send requests back to back, client i
+starting i/N of a single request's time late (users do not arrive in lockstep); a burst round, where all N arrive at
+the same instant, is reported too: there the last first token waits for all N prefills, which on a CPU cost N times
+one.
 
-    python scripts/bench_batch.py [--threads 1] [--clients 4] [--new-tokens 64] [--repeats 2]
+    python scripts/bench_batch.py [--threads 1] [--clients 4] [--new-tokens 64] [--requests 3]
     python scripts/bench_batch.py --via app   # the same through a running app's /chat endpoint (gradio_client)
 """
 
@@ -46,13 +49,14 @@ def one_request(run, prompt: str, new_tokens: int) -> dict:
     return {"tokens": tokens, "ttft_s": first or 0.0, "wall_s": time.perf_counter() - start}
 
 
-def round_of(run, clients: int, new_tokens: int, offset: int) -> dict:
-    results: list[dict] = [{}] * clients
-    barrier = threading.Barrier(clients)
+def clients_round(run, clients: int, requests_each: int, new_tokens: int, stagger_s: float, offset: int) -> dict:
+    """`clients` threads, client i starting i * stagger_s late, each sending requests back to back."""
+    results: list[list[dict]] = [[] for _ in range(clients)]
 
     def client(i: int) -> None:
-        barrier.wait()
-        results[i] = one_request(run, PROMPTS[(offset + i) % len(PROMPTS)], new_tokens)
+        time.sleep(i * stagger_s)
+        for k in range(requests_each):
+            results[i].append(one_request(run, PROMPTS[(offset + i + k * clients) % len(PROMPTS)], new_tokens))
 
     start = time.perf_counter()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
@@ -61,9 +65,9 @@ def round_of(run, clients: int, new_tokens: int, offset: int) -> dict:
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    total = sum(r["tokens"] for r in results)
-    return {"aggregate_tok_s": total / wall, "ttft_s": [r["ttft_s"] for r in results],
-            "client_tok_s": [r["tokens"] / r["wall_s"] for r in results], "tokens": total}
+    done = [r for rs in results for r in rs]
+    return {"aggregate_tok_s": sum(r["tokens"] for r in done) / wall, "ttft_s": [r["ttft_s"] for r in done],
+            "request_s": [r["wall_s"] for r in done]}
 
 
 def engine_runner(engine, batched: bool):
@@ -101,15 +105,21 @@ def app_runner(url: str):
 
 
 def measure(run, args) -> dict:
-    one = [round_of(run, 1, args.new_tokens, i) for i in range(args.repeats)]
-    many = [round_of(run, args.clients, args.new_tokens, i) for i in range(args.repeats)]
-    single_tok_s = statistics.median(r["aggregate_tok_s"] for r in one)
-    single_ttft = statistics.median(r["ttft_s"][0] for r in one)
+    """Single client; N clients arriving spread out (steady state); N clients arriving at the same instant."""
+    clients_round(run, 1, 1, 8, 0, 0)  # warm-up
+    one = clients_round(run, 1, args.requests, args.new_tokens, 0, 0)
+    single_ttft = statistics.median(one["ttft_s"])
+    stagger = statistics.median(one["request_s"]) / args.clients
+    steady = clients_round(run, args.clients, args.requests, args.new_tokens, stagger, 1)
+    burst = clients_round(run, args.clients, 1, args.new_tokens, 0, 2)
     return {
-        "single_tok_s": round(single_tok_s, 2), "single_ttft_s": round(single_ttft, 3),
-        "concurrent_aggregate_tok_s": round(statistics.median(r["aggregate_tok_s"] for r in many), 2),
-        "concurrent_ttft_s_max": round(max(max(r["ttft_s"]) for r in many), 3),
-        "concurrent_ttft_s_median": round(statistics.median(t for r in many for t in r["ttft_s"]), 3),
+        "single_tok_s": round(one["aggregate_tok_s"], 2), "single_ttft_s": round(single_ttft, 3),
+        "concurrent_aggregate_tok_s": round(steady["aggregate_tok_s"], 2),
+        "concurrent_ttft_s_median": round(statistics.median(steady["ttft_s"]), 3),
+        "concurrent_ttft_s_max": round(max(steady["ttft_s"]), 3),
+        "stagger_s": round(stagger, 2),
+        "burst_aggregate_tok_s": round(burst["aggregate_tok_s"], 2),
+        "burst_ttft_s_max": round(max(burst["ttft_s"]), 3),
     }
 
 
@@ -118,7 +128,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=3, help="requests per client, back to back")
     parser.add_argument("--via", choices=("engine", "app"), default="engine")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -135,7 +145,7 @@ def main() -> None:
     services = build_services(config)
     engine = services.text
     result: dict = {"model": MODEL, "threads": args.threads, "clients": args.clients, "new_tokens": args.new_tokens,
-                    "repeats": args.repeats, "via": args.via, "machine": f"{platform.machine()} {os.cpu_count()} cpus"}
+                    "requests_per_client": args.requests, "via": args.via, "machine": f"{platform.machine()} {os.cpu_count()} cpus"}
     if args.via == "engine":
         one_generate_each = measure(engine_runner(engine, batched=False), args)
         batched = measure(engine_runner(engine, batched=True), args)

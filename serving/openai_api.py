@@ -14,7 +14,8 @@ import json
 import logging
 import math
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ class ApiDeps:
     max_new_tokens: int = 2048
     max_input_chars: int = 32_000
     timeout_s: float | None = None
+    activity: Callable[[], AbstractContextManager] | None = None  # tells background work a generation runs
 
 
 def caller(request: Request, deps: ApiDeps, count: bool = True) -> str:
@@ -99,9 +101,12 @@ def error_response(exc: BaseException) -> JSONResponse:
 class TextRun:
     """One generation driven from async code: each step runs in a worker thread; closing it stops the model."""
 
-    def __init__(self, stream: Iterator[StreamUpdate], stop: threading.Event, timeout_s: float | None):
+    def __init__(self, stream: Iterator[StreamUpdate], stop: threading.Event, deps: ApiDeps):
         self.stream, self.stop = stream, stop
-        self.deadline = Deadline(stop, timeout_s).__enter__()
+        self.deadline = Deadline(stop, deps.timeout_s).__enter__()
+        self.activity = deps.activity() if deps.activity is not None else nullcontext()
+        self.activity.__enter__()
+        self.closed = False
 
     async def next(self) -> StreamUpdate | None:
         return await run_in_threadpool(next, self.stream, None)
@@ -116,13 +121,17 @@ class TextRun:
             self.close()
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.stop.set()  # the batch drops this request at its next step, so the worker thread returns at once
         self.deadline.__exit__()
+        self.activity.__exit__(None, None, None)
 
 
 async def start_run(stream: Iterator[StreamUpdate], stop: threading.Event, deps: ApiDeps) -> tuple[TextRun, Any]:
     """Start a generation and wait for its first update, so a load failure is still an HTTP error."""
-    run = TextRun(stream, stop, deps.timeout_s)
+    run = TextRun(stream, stop, deps)
     try:
         return run, await run.next()
     except BaseException:
@@ -342,7 +351,7 @@ def generate_images(body: ImageBody, deps: ApiDeps) -> dict[str, Any]:
     params = parse_image_params(body.prompt, body.negative_prompt, width=int(width), height=int(height),
                                 num_images=body.n, **values)
     stop = threading.Event()
-    with Deadline(stop, deps.timeout_s):
+    with Deadline(stop, deps.timeout_s), (deps.activity() if deps.activity is not None else nullcontext()):
         result = deps.image.generate(model, params, stop=stop)
     data = []
     for i, image in enumerate(result.images):

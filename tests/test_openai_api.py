@@ -128,6 +128,9 @@ def test_concurrent_streams_share_the_batch_and_keep_their_own_text(served):
     for t in threads:
         t.join()
     assert results == alone
+    deadline = time.monotonic() + 1  # a stream's last token goes out just before its rows leave the batch
+    while services.text.load(model).batcher.stats().running and time.monotonic() < deadline:
+        time.sleep(0.01)
     row = next(r for r in services.text.cache.rows() if r.key == model)  # what the Models tab shows
     assert row.activity.startswith("0 running, 0 waiting (batch of up to 4;")
 
@@ -143,6 +146,7 @@ def test_a_client_that_disconnects_frees_its_place_within_a_second(served):
         for _ in range(6):
             next(lines)
         assert batcher.stats().running == 1
+        assert services.registry.idle_seconds() == 0  # background embedding waits for API generations too
     deadline = time.monotonic() + 1.0
     while batcher.stats().running and time.monotonic() < deadline:
         time.sleep(0.02)
