@@ -170,8 +170,9 @@ class Batcher:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         device = self.model.device
+        padded = bool((mask == 0).any())
         try:
-            logits = self._forward(ids.to(device), mask.to(device), positions.to(device), cache)
+            logits = self._forward(ids.to(device), mask.to(device) if padded else None, positions.to(device), cache)
             check_batchable(cache)
         except NotBatchable:
             raise
@@ -207,10 +208,12 @@ class Batcher:
         device = self.model.device
         width = self._cache.get_seq_length()
         lengths = torch.tensor([r.length for r in self._active])
-        mask = (torch.arange(width + 1)[None, :] >= (width - lengths)[:, None]).long()
+        mask = None  # without padding in the cache the model's own causal path is the fast one
+        if bool((lengths < width).any()):
+            mask = (torch.arange(width + 1)[None, :] >= (width - lengths)[:, None]).long().to(device)
         ids = torch.tensor([[r.next_token] for r in self._active])
         try:
-            logits = self._forward(ids.to(device), mask.to(device), lengths[:, None].to(device), self._cache)
+            logits = self._forward(ids.to(device), mask, lengths[:, None].to(device), self._cache)
         except Exception as exc:  # the shared pass failed: every running request gets the error
             logger.exception("batched decoding step failed")
             for req in self._active:
