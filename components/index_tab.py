@@ -177,6 +177,15 @@ def list_documents(name: str, contains: str = "", browser_id: str | None = None,
     return [[d.id, d.name, d.chunks, d.embedded, d.when] for d in docs]
 
 
+def documents_shown(name: str, contains: str = "", browser_id: str | None = None, request: gr.Request = None, *,
+                    index: CollectionIndex) -> list[list[Any]]:
+    """The documents table after the collection changed (empty, without an error, for a name not yet created)."""
+    try:
+        return list_documents(name, contains, browser_id, request, index=index)
+    except gr.Error:
+        return []
+
+
 def delete_document(name: str, document_id: Any, contains: str = "", browser_id: str | None = None,
                     request: gr.Request = None, *, index: CollectionIndex) -> tuple[list[list[Any]], str]:
     """Delete one document (by id) and its chunks from one of the caller's collections; returns the new list."""
@@ -256,7 +265,7 @@ def build(index: CollectionIndex, browser: Any, config: AppConfig, browser_id: g
     owner = browser_id if browser_id is not None else gr.State("")
     deps = IndexDeps(index, browser, config.max_upload_mb * 2**20)
     status, choices = bind(collection_status, index=index), bind(collection_choices, index=index)
-    shown, docs = [ui["status"], ui["timer"]], bind(list_documents, index=index)
+    shown, docs = [ui["status"], ui["timer"]], bind(documents_shown, index=index)
     ui["collection"].change(status, [ui["collection"], owner], shown, api_visibility="private").then(
         docs, [ui["collection"], ui["doc_filter"], owner], ui["docs"], api_visibility="private")
     ui["collection"].focus(choices, [ui["collection"], owner], [ui["collection"], ui["new"]], api_visibility="private")

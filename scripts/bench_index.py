@@ -43,6 +43,7 @@ from playground_index import DEFAULT_EMBEDDER, CollectionIndex, Document, Senten
 from playground_index.embeddings import embedded_location, normalize, quantize_int8  # noqa: E402
 
 WORDS_PER_CHUNK = 100
+OWNER = "local"  # whose collections the benchmark builds
 
 
 def corpus_words() -> np.ndarray:
@@ -83,13 +84,13 @@ def rss_mb() -> float:
 def bench_ingest(real: SentenceEmbedder, words: np.ndarray, n: int, folder: Path) -> dict:
     texts = chunks(words, n, seed=7)
     ix = CollectionIndex(folder / "ingest", real, start_worker=True, batch_size=64)
-    ix.create("ingest", chunk_size=120, overlap=0)  # one ~100-word chunk per document
+    ix.create(OWNER, "ingest", chunk_size=120, overlap=0)  # one ~100-word chunk per document
     start = time.perf_counter()
-    ix.add_documents("ingest", [Document(f"doc{i}", t) for i, t in enumerate(texts)])
+    ix.add_documents(OWNER, "ingest", [Document(f"doc{i}", t) for i, t in enumerate(texts)])
     stored = time.perf_counter() - start
     assert ix.worker.wait_idle(3600)
     total = time.perf_counter() - start
-    info = ix.info("ingest")
+    info = ix.info(OWNER, "ingest")
     ix.close()
     tokens = float(np.mean([len(real.model().tokenizer(t).input_ids) for t in texts[:100]]))
     return {"chunks": info.chunks, "embedded": info.embedded, "words_per_chunk": WORDS_PER_CHUNK,
@@ -102,12 +103,12 @@ def bench_ingest(real: SentenceEmbedder, words: np.ndarray, n: int, folder: Path
 
 def bench_queries(emb: BenchEmbedder, words: np.ndarray, size: int, folder: Path, queries: int) -> dict:
     ix = CollectionIndex(folder / f"q{size}", emb, start_worker=False, batch_size=8192)
-    ix.create("bench", chunk_size=120, overlap=0)
+    ix.create(OWNER, "bench", chunk_size=120, overlap=0)
     emb.synthetic = True
     start = time.perf_counter()
     for lo in range(0, size, 50_000):
         texts = chunks(words, min(50_000, size - lo), seed=lo)
-        ix.add_documents("bench", (Document(f"doc{lo + i}", t) for i, t in enumerate(texts)))
+        ix.add_documents(OWNER, "bench", (Document(f"doc{lo + i}", t) for i, t in enumerate(texts)))
     stored = time.perf_counter() - start
     while ix.worker.run_once():
         pass
@@ -116,14 +117,14 @@ def bench_queries(emb: BenchEmbedder, words: np.ndarray, size: int, folder: Path
     rng = np.random.default_rng(size)
     phrases = [" ".join(words[s:s + int(rng.integers(3, 8))]) for s in rng.integers(0, len(words) - 8, queries + 3)]
     t = time.perf_counter()
-    ix.search("bench", phrases[0], top_k=5)  # loads (and persists) the vector matrix
+    ix.search(OWNER, "bench", phrases[0], top_k=5)  # loads (and persists) the vector matrix
     cold = time.perf_counter() - t
     for p in phrases[1:3]:
-        ix.search("bench", p, top_k=5)
+        ix.search(OWNER, "bench", p, top_k=5)
     latencies, found = [], 0
     for p in phrases[3:]:
         t = time.perf_counter()
-        result = ix.search("bench", p, top_k=5)
+        result = ix.search(OWNER, "bench", p, top_k=5)
         latencies.append((time.perf_counter() - t) * 1000)
         found += bool(result.passages)
     db_mb = sum(f.stat().st_size for f in (folder / f"q{size}").glob("collections.db*")) / 2**20
