@@ -152,6 +152,8 @@ class GenerationRun:
                     break
                 if kind == "error":
                     raise GenerationError(f"the model failed after {n} tokens: {value}", partial=text) from value
+                if reason == "stop_string":  # the model ran on a token or two before it saw the stop flag
+                    continue
                 n += 1
                 piece = decoder.push(value)
                 delta = piece

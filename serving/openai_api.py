@@ -7,7 +7,6 @@ an error event. A client that goes away stops its generation (its place in the b
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -19,7 +18,6 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -30,8 +28,10 @@ from models.generation import GenerationError, StreamUpdate
 from models.remote import RemoteUnavailable
 from models.resolve import ModelNotFound
 from serving.limits import Deadline, RateLimited, RateLimiter
+from serving.openai_media import embed, generate_images, served_models
 from serving.openai_schema import (ApiError, ChatBody, CompletionBody, EmbeddingBody, ImageBody, chat_messages,
-                                   finish_reason, generation_params, new_id, now, stop_strings, usage)
+                                   check_chars, finish_reason, generation_params, new_id, now, single_prompt,
+                                   stop_strings, usage)
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,37 @@ def sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
 
 
+def sse_response(run: TextRun, first: StreamUpdate | None, head: list[dict], piece, tail) -> StreamingResponse:
+    """Server-sent events: `head`, then `piece(update)` for each update that gives one, then `tail(stats)`.
+
+    A failure mid-stream arrives as an error event: the status line has been sent already.
+    """
+    async def events() -> AsyncIterator[str]:
+        stats = None
+        for data in head:
+            yield sse(data)
+        try:
+            async for update in run.updates(first):
+                stats = update.stats or stats
+                data = piece(update)
+                if data is not None:
+                    yield sse(data)
+        except Exception as exc:
+            yield sse(as_api_error(exc).body())
+            return
+        for data in tail(stats):
+            yield sse(data)
+        yield sse("[DONE]")
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def collect(run: TextRun, first: StreamUpdate | None) -> tuple[list[StreamUpdate], Any, str]:
+    """Every update of a run, its stats, and the finish reason in OpenAI's words."""
+    updates = [u async for u in run.updates(first)]
+    stats = next((u.stats for u in updates if u.stats), None)
+    return updates, stats, finish_reason(stats.finish_reason if stats else "stop")
+
+
 def token_logprobs(update: StreamUpdate) -> list[dict[str, Any]]:
     return [{"token": piece, "logprob": math.log(max(p, 1e-45)) if p is not None else None,
              "bytes": list(piece.encode()), "top_logprobs": []} for piece, p in update.tokens]
@@ -165,7 +196,7 @@ def build_router(deps: ApiDeps) -> APIRouter:
         try:
             caller(request, deps)
             messages = chat_messages(body.messages)
-            check_chars(sum(len(m["content"]) for m in messages), deps)
+            check_chars(sum(len(m["content"]) for m in messages), deps.max_input_chars)
             params = generation_params(body, deps.max_new_tokens, body.max_completion_tokens or body.max_tokens)
             model, stop = body.model or deps.catalog.default("chat"), threading.Event()
             stream = deps.text.chat(model, messages, params, stop=stop, with_probs=body.logprobs,
@@ -181,43 +212,37 @@ def build_router(deps: ApiDeps) -> APIRouter:
             return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
                     "choices": [choice]}
 
+        def piece(update: StreamUpdate) -> dict | None:
+            if not (update.delta or (body.logprobs and update.tokens)):
+                return None
+            logprobs = {"content": token_logprobs(update)} if body.logprobs else None
+            return chunk({"content": update.delta}, logprobs=logprobs)
+
+        def tail(stats) -> list[dict]:
+            end = [chunk({}, finish_reason(stats.finish_reason if stats else "stop"))]
+            if include_usage:
+                end.append({"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+                            "choices": [], "usage": usage(stats)})
+            return end
+
         if body.stream:
-            async def events() -> AsyncIterator[str]:
-                stats = None
-                yield sse(chunk({"role": "assistant", "content": ""}))
-                try:
-                    async for update in run.updates(first):
-                        stats = update.stats or stats
-                        if update.delta or (body.logprobs and update.tokens):
-                            lp = {"content": token_logprobs(update)} if body.logprobs else None
-                            yield sse(chunk({"content": update.delta}, logprobs=lp))
-                except Exception as exc:  # mid-stream: the status is sent already, so the error is an event
-                    yield sse(as_api_error(exc).body())
-                    return
-                yield sse(chunk({}, finish_reason(stats.finish_reason if stats else "stop")))
-                if include_usage:
-                    yield sse({"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                               "choices": [], "usage": usage(stats)})
-                yield sse("[DONE]")
-            return StreamingResponse(events(), media_type="text/event-stream")
+            return sse_response(run, first, [chunk({"role": "assistant", "content": ""})], piece, tail)
         try:
-            updates = [u async for u in run.updates(first)]
+            updates, stats, reason = await collect(run, first)
         except Exception as exc:
             return error_response(exc)
-        stats = next((u.stats for u in updates if u.stats), None)
         logprobs = {"content": [t for u in updates for t in token_logprobs(u)]} if body.logprobs else None
         message = {"role": "assistant", "content": "".join(u.delta for u in updates)}
         return {"id": rid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": message, "logprobs": logprobs,
-                             "finish_reason": finish_reason(stats.finish_reason if stats else "stop")}],
+                "choices": [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": reason}],
                 "usage": usage(stats)}
 
     @router.post("/completions")
     async def completions(body: CompletionBody, request: Request):
         try:
             caller(request, deps)
-            prompt = body.prompt if isinstance(body.prompt, str) else _single(body.prompt)
-            check_chars(len(prompt), deps)
+            prompt = single_prompt(body.prompt)
+            check_chars(len(prompt), deps.max_input_chars)
             params = generation_params(body, deps.max_new_tokens, body.max_tokens)
             model, stop = body.model or deps.catalog.default("text-generation"), threading.Event()
             stream = deps.text.complete(model, prompt, params, stop_strings=stop_strings(body.stop), stop=stop,
@@ -235,35 +260,27 @@ def build_router(deps: ApiDeps) -> APIRouter:
                       "top_logprobs": None, "text_offset": None}
             return {"index": 0, "text": text, "logprobs": lp, "finish_reason": reason}
 
+        def record(choices: list[dict], **extra: Any) -> dict:
+            return {"id": rid, "object": "text_completion", "created": created, "model": model, "choices": choices,
+                    **extra}
+
+        def piece(update: StreamUpdate) -> dict | None:
+            if not (update.delta or (body.logprobs is not None and update.tokens)):
+                return None
+            return record([choice(update.delta, [update], None)])
+
+        def tail(stats) -> list[dict]:
+            return [record([choice("", [], finish_reason(stats.finish_reason if stats else "stop"))],
+                           usage=usage(stats))]
+
         if body.stream:
-            async def events() -> AsyncIterator[str]:
-                stats = None
-                if body.echo:
-                    yield sse({"id": rid, "object": "text_completion", "created": created, "model": model,
-                               "choices": [choice(prompt, [], None)]})
-                try:
-                    async for update in run.updates(first):
-                        stats = update.stats or stats
-                        if update.delta or (body.logprobs is not None and update.tokens):
-                            yield sse({"id": rid, "object": "text_completion", "created": created, "model": model,
-                                       "choices": [choice(update.delta, [update], None)]})
-                except Exception as exc:
-                    yield sse(as_api_error(exc).body())
-                    return
-                reason = finish_reason(stats.finish_reason if stats else "stop")
-                yield sse({"id": rid, "object": "text_completion", "created": created, "model": model,
-                           "choices": [choice("", [], reason)], "usage": usage(stats)})
-                yield sse("[DONE]")
-            return StreamingResponse(events(), media_type="text/event-stream")
+            return sse_response(run, first, [record([choice(prompt, [], None)])] if body.echo else [], piece, tail)
         try:
-            updates = [u async for u in run.updates(first)]
+            updates, stats, reason = await collect(run, first)
         except Exception as exc:
             return error_response(exc)
-        stats = next((u.stats for u in updates if u.stats), None)
         text = (prompt if body.echo else "") + "".join(u.delta for u in updates)
-        return {"id": rid, "object": "text_completion", "created": created, "model": model,
-                "choices": [choice(text, updates, finish_reason(stats.finish_reason if stats else "stop"))],
-                "usage": usage(stats)}
+        return record([choice(text, updates, reason)], usage=usage(stats))
 
     @router.post("/embeddings")
     async def embeddings(body: EmbeddingBody, request: Request):
@@ -282,81 +299,3 @@ def build_router(deps: ApiDeps) -> APIRouter:
             return error_response(exc)
 
     return router
-
-
-def _single(prompts: list[str]) -> str:
-    if len(prompts) != 1:
-        raise ApiError(400, f"prompt must be one string on this server (one completion per request), got a list of "
-                            f"{len(prompts)}", param="prompt")
-    return prompts[0]
-
-
-def check_chars(n: int, deps: ApiDeps) -> None:
-    if n > deps.max_input_chars:
-        raise ApiError(400, f"the input is {n} characters; this server accepts at most {deps.max_input_chars}",
-                       code="context_length_exceeded")
-
-
-def served_models(deps: ApiDeps) -> list[tuple[str, str]]:
-    """Catalog models (text first), then anything else loaded, then the embedding model."""
-    names: dict[str, str] = {}
-    for task in ("chat", "text-generation", "text-to-image"):
-        for m in deps.catalog.choices(task):
-            names.setdefault(m, m.split("/")[0] if "/" in m else "local")
-    for row in getattr(deps.text, "cache", None).rows() if hasattr(deps.text, "cache") else []:
-        names.setdefault(row.key.removeprefix("embeddings:"), "local")
-    if deps.embedder is not None:
-        names.setdefault(deps.embedder.name, deps.embedder.name.split("/")[0])
-    return list(names.items())
-
-
-def embed(body: EmbeddingBody, deps: ApiDeps) -> dict[str, Any]:
-    if deps.embedder is None:
-        raise ApiError(404, "this server has no embedding model", code="model_not_found", param="model")
-    name = deps.embedder.name
-    if body.model not in (None, "", name, name.split("/")[-1]):
-        raise ApiError(404, f"model {body.model!r} is not served for embeddings; use {name!r}",
-                       code="model_not_found", param="model")
-    texts = [body.input] if isinstance(body.input, str) else list(body.input)
-    if not texts or len(texts) > 512:
-        raise ApiError(400, f"input must hold 1 to 512 texts, got {len(texts)}", param="input")
-    if any(not t.strip() for t in texts):
-        raise ApiError(400, "input holds an empty text; every text needs some content", param="input")
-    check_chars(max(len(t) for t in texts), deps)
-    vectors = deps.embedder.encode(texts).astype(np.float32)
-    if body.dimensions not in (None, vectors.shape[1]):
-        raise ApiError(400, f"{name} gives {vectors.shape[1]} dimensions, got dimensions={body.dimensions}",
-                       param="dimensions")
-    data = [{"object": "embedding", "index": i,
-             "embedding": base64.b64encode(v.tobytes()).decode() if body.encoding_format == "base64" else v.tolist()}
-            for i, v in enumerate(vectors)]
-    words = sum(len(t.split()) for t in texts)
-    return {"object": "list", "data": data, "model": name, "usage": {"prompt_tokens": words, "total_tokens": words}}
-
-
-def generate_images(body: ImageBody, deps: ApiDeps) -> dict[str, Any]:
-    from models.image import EMBEDDED_T2I
-    from models.image_meta import png_bytes
-    from models.image_params import parse_image_params
-
-    if deps.image is None:
-        raise ApiError(404, "this server has no text-to-image model", code="model_not_found", param="model")
-    model = body.model or deps.catalog.default("text-to-image")
-    size = body.size or ("64x64" if model == EMBEDDED_T2I else "512x512")
-    width, sep, height = size.partition("x")
-    if not (sep and width.isdigit() and height.isdigit()):
-        raise ApiError(400, f"size must look like 512x512, got {size!r}", param="size")
-    values = {k: v for k, v in {"steps": body.steps, "guidance_scale": body.guidance_scale,
-                                "seed": body.seed}.items() if v is not None}
-    params = parse_image_params(body.prompt, body.negative_prompt, width=int(width), height=int(height),
-                                num_images=body.n, **values)
-    stop = threading.Event()
-    with Deadline(stop, deps.timeout_s), (deps.activity() if deps.activity is not None else nullcontext()):
-        result = deps.image.generate(model, params, stop=stop)
-    data = []
-    for i, image in enumerate(result.images):
-        png = png_bytes(image, result.metadata(i))
-        b64 = base64.b64encode(png).decode()
-        url = f"data:image/png;base64,{b64}"
-        data.append({"b64_json": b64} if body.response_format == "b64_json" else {"url": url})
-    return {"created": now(), "data": data}

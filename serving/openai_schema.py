@@ -128,6 +128,21 @@ def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
     return out
 
 
+def single_prompt(prompt: str | list[str]) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    if len(prompt) != 1:
+        raise ApiError(400, f"prompt must be one string on this server (one completion per request), got a list of "
+                            f"{len(prompt)}", param="prompt")
+    return prompt[0]
+
+
+def check_chars(n: int, limit: int) -> None:
+    if n > limit:
+        raise ApiError(400, f"the input is {n} characters; this server accepts at most {limit}",
+                       code="context_length_exceeded")
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 

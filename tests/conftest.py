@@ -41,6 +41,12 @@ def tiny_llama(models_root) -> Path:
     return build_tiny_llama(models_root / "tiny-llama")
 
 
+@pytest.fixture(scope="session")
+def sharp_llama(models_root) -> Path:
+    """The tiny Llama with sharp logits: for tests comparing greedy text across batches, servers or processes."""
+    return build_tiny_llama(models_root / "sharp-llama", init_range=0.3)
+
+
 @pytest.fixture
 def config(tmp_path, models_root):
     return make_config(tmp_path, models_root)

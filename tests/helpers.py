@@ -19,8 +19,12 @@ CORPUS = [
 ] * 20
 
 
-def build_tiny_llama(folder: Path, context: int = 2048, seed: int = 0) -> Path:
-    """Save a seeded random LlamaForCausalLM (about 30k parameters) and a trained byte-level BPE tokenizer."""
+def build_tiny_llama(folder: Path, context: int = 2048, seed: int = 0, init_range: float = 0.02) -> Path:
+    """Save a seeded random LlamaForCausalLM (about 30k parameters) and a trained byte-level BPE tokenizer.
+
+    A larger `init_range` makes the logits sharp: greedy picks then have clear winners, so they cannot flip with
+    the last bits of a matrix product (batch composition, memory alignment) as near-ties of the default can.
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -39,7 +43,8 @@ def build_tiny_llama(folder: Path, context: int = 2048, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=context,
-                      bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
+                      bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
+                      initializer_range=init_range)
     model = LlamaForCausalLM(cfg)
     model.save_pretrained(folder)
     fast.save_pretrained(folder)

@@ -16,7 +16,7 @@ from helpers import fake_services, make_config, start_app
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, models_root, tiny_llama):
+def served(tmp_path_factory, models_root, sharp_llama):
     from models.cache import ModelCache
     from models.device import choose_placement
     from models.resolve import HubProbe, ModelResolver
@@ -27,7 +27,7 @@ def served(tmp_path_factory, models_root, tiny_llama):
     engine = TextEngine(ModelCache(max_models=2), resolver, choose_placement("cpu", "float32"), max_batch=4)
     services = fake_services(config, engine)
     demo, url = start_app(services)
-    yield services, url, str(tiny_llama)
+    yield services, url, str(sharp_llama)
     demo.close()
 
 
@@ -81,7 +81,7 @@ def test_completions_stream_stop_strings_and_logprobs(served):
     assert streamed == text
     stop = text.strip()[3:6]
     cut = api.completions.create(model=model, prompt="once upon a time", max_tokens=16, temperature=0, stop=[stop])
-    assert cut.choices[0].text == text[:text.index(stop)] and cut.choices[0].finish_reason == "stop"
+    assert cut.choices[0].text == text[:text.index(stop)] and cut.choices[0].finish_reason == "stop", (text, stop, cut)
 
 
 def test_embeddings_as_floats_and_base64(served):

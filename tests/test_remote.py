@@ -27,12 +27,12 @@ GREEDY = GenerationParams(temperature=0, max_new_tokens=16, repetition_penalty=1
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, models_root, tiny_llama):
+def server(tmp_path_factory, models_root, sharp_llama):
     """`python app.py` serving the tiny Llama on its /v1 API, with a key."""
     folder = tmp_path_factory.mktemp("remote-server")
     catalog = folder / "catalog.json"
-    catalog.write_text(json.dumps({"tasks": {"chat": {"default": str(tiny_llama)},
-                                             "text-generation": {"default": str(tiny_llama)}}}))
+    catalog.write_text(json.dumps({"tasks": {"chat": {"default": str(sharp_llama)},
+                                             "text-generation": {"default": str(sharp_llama)}}}))
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PLAYGROUND_API_KEYS": "sk-remote"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--offline", "--no-preload",
@@ -60,16 +60,16 @@ def server(tmp_path_factory, models_root, tiny_llama):
 
 
 @pytest.fixture
-def engines(tmp_path, models_root, tiny_llama, server, monkeypatch):
+def engines(tmp_path, models_root, sharp_llama, server, monkeypatch):
     """A local engine on the tiny Llama, and one whose 'far-llama' lives on the server."""
     monkeypatch.setenv("FAR_KEY", "sk-remote")
     catalog = parse_catalog({"tasks": {"chat": {"default": "far-llama"}}, "remote": {
-        "far-llama": {"base_url": server, "model": str(tiny_llama), "api_key_env": "FAR_KEY"},
+        "far-llama": {"base_url": server, "model": str(sharp_llama), "api_key_env": "FAR_KEY"},
         "nowhere": {"base_url": f"http://127.0.0.1:{free_port()}/v1", "model": "x"}}})
     resolver = ModelResolver((models_root,), tmp_path / "converted", HubProbe(offline=True))
     engine = TextEngine(ModelCache(), resolver, choose_placement("cpu", "float32"),
                         remote=RemoteTextEngine(catalog.remote))
-    return engine, str(tiny_llama), catalog
+    return engine, str(sharp_llama), catalog
 
 
 def text_of(stream) -> tuple[str, list]:
