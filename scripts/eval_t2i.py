@@ -15,15 +15,18 @@ Shapes (--shapes prompts, seeded sample of every colour/shape/size/position/back
 Emoji (--emoji captions of training emoji): feature space = the image shrunk to 16x16 RGB (box filter), values in
   [0, 1], flattened; distance = Euclidean. The candidates are the 100 evaluated emoji's training images; a hit is the
   prompted emoji among the 5 nearest candidates of its generated image.
-Speed: seconds per 64x64 image at 20 steps with guidance (batch 1, after a warm-up), at --threads torch threads.
+Speed: seconds per 64x64 image at 20 steps with guidance (batch 1, after a warm-up), at --threads torch threads;
+by default the count the app uses for this model (models/image.py: one thread below SMALL_DENOISER_PARAMS), and the
+load average of the machine beside it (the cores are shared).
 
-Usage: OMP_NUM_THREADS=2 python scripts/eval_t2i.py --model assets/t2i-model --threads 2
+Usage: python scripts/eval_t2i.py --model assets/t2i-model
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -35,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import t2i_data  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(1, str(REPO))
 PALETTE = np.array(list(t2i_data.COLOURS.values()), dtype=np.float32)
 PALETTE_NAMES = list(t2i_data.COLOURS)
 POS_NAMES = list(t2i_data.POSITIONS)
@@ -109,16 +113,21 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=4.0)
     p.add_argument("--guidance-rescale", type=float, default=0.7)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None, help="default: what the app uses for this model")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--speed-images", type=int, default=5)
     args = p.parse_args(argv)
     import torch
     from diffusers import AutoPipelineForText2Image
 
-    torch.set_num_threads(args.threads)
+    from models.image import SMALL_DENOISER_PARAMS
+
     pipe = AutoPipelineForText2Image.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
+    if args.threads is None:
+        small = sum(t.numel() for t in pipe.unet.parameters()) < SMALL_DENOISER_PARAMS
+        args.threads = 1 if small else torch.get_num_threads()
+    torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
     result: dict = {"model": args.model, "steps": args.steps, "guidance": args.guidance,
                     "guidance_rescale": args.guidance_rescale}
@@ -147,7 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
         pipe("a large blue square in the center on a white background", num_inference_steps=20, guidance_scale=4.0,
              generator=torch.Generator().manual_seed(i), height=64, width=64)
         times.append(time.perf_counter() - t0)
-    result["speed"] = {"threads": args.threads, "s_per_image_20_steps": round(float(np.median(times[1:])), 3)}
+    result["speed"] = {"threads": args.threads, "s_per_image_20_steps": round(float(np.median(times[1:])), 3),
+                       "load_average_1min": round(os.getloadavg()[0], 2)}
     print(json.dumps(result, indent=2))
     return result
 

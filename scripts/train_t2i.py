@@ -9,6 +9,11 @@ Stages (each resumes from what the previous run left under --work, default ~/.ca
                                    latent space the UNet learned, stays fixed), with a little noise added to the
                                    latents so the UNet's imperfect ones decode sharply too; resumable; export then
                                    uses it (--vae-file)
+  vaetune -> vae-tuned.pt          the same with the encoder trained too, its latents held near the cached ones by an
+                                   anchor loss (--anchor): the first encoder gave blue and purple nearly the same
+                                   latents, so no decoder could tell them apart; the noise pushes such colours apart.
+                                   Then `latents --latents-file latents-tuned.pt --vae-file vae-tuned.pt` and the UNet
+                                   continues on them (`unet --latents-file latents-tuned.pt`)
   unet    -> unet.pt               UNet2DConditionModel + CLIPTextModel trained jointly on cached latents:
                                    v-prediction, zero-terminal-SNR rescaled betas, min-SNR weighting, 10% caption
                                    dropout, AdamW + cosine, EMA; checkpoints every --ckpt-minutes, resumes
@@ -164,11 +169,11 @@ def stage_vae(args, data, device) -> None:
 
 @torch.no_grad()
 def stage_latents(args, data, device) -> None:
-    out = args.work / "latents.pt"
+    out = args.work / args.latents_file
     if out.exists():
         return
     vae = make_vae().to(device)
-    vae.load_state_dict(torch.load(args.work / "vae.pt"))
+    vae.load_state_dict(torch.load(args.work / args.vae_file))
     vae.eval()
     parts = {}
     for key in ("shape_images", "emoji_images"):
@@ -176,20 +181,28 @@ def stage_latents(args, data, device) -> None:
         parts[key] = torch.cat([vae.encode(to_tensor(imgs[i:i + 256]).to(device)).latent_dist.mean.cpu()
                                 for i in range(0, len(imgs), 256)])
     scale = 1.0 / torch.cat(list(parts.values())).std().item()
+    if args.keep_scale:  # a tuned VAE whose latents stay near the first ones: keep the scale the UNet learned with
+        scale = torch.load(args.work / "latents.pt")["scale"]
     torch.save({"shapes": parts["shape_images"], "emoji": parts["emoji_images"], "scale": scale}, out)
     logger.info("latents: %s, scaling_factor %.4f", {k: tuple(v.shape) for k, v in parts.items()}, scale)
 
 
-def stage_decoder(args, data, device) -> None:
-    """Sharpen the decoder on fixed latents: reconstructions were blurred and ringed, which read as wrong shapes."""
-    out, ckpt_path = args.work / "vae-decoder.pt", args.work / "vae-decoder-ckpt.pt"
+def stage_decoder(args, data, device, tune_encoder: bool = False) -> None:
+    """Sharpen the decoder on fixed latents: reconstructions were blurred and ringed, which read as wrong shapes.
+
+    With tune_encoder, the encoder learns too, anchored to the cached latents (see the module docstring).
+    """
+    name = "vae-tuned" if tune_encoder else "vae-decoder"
+    out, ckpt_path = args.work / f"{name}.pt", args.work / f"{name}-ckpt.pt"
     lat = torch.load(args.work / "latents.pt")
     latents, n_shapes = torch.cat([lat["shapes"], lat["emoji"]]), len(lat["shapes"])
     images = np.concatenate([data["shape_images"][:n_shapes], data["emoji_images"]])
     torch.manual_seed(args.seed)
     vae = make_vae().to(device)
-    vae.load_state_dict(torch.load(args.work / "vae.pt"))
+    vae.load_state_dict(torch.load(args.work / args.vae_file))  # the starting point; the anchor stays latents.pt
     params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    if tune_encoder:
+        params += [*vae.encoder.parameters(), *vae.quant_conv.parameters()]
     opt = torch.optim.AdamW(params, lr=args.decoder_lr, weight_decay=0.0)
     step, rng = 0, np.random.default_rng(args.seed + 1)
     if ckpt_path.exists():
@@ -216,11 +229,15 @@ def stage_decoder(args, data, device) -> None:
             idx = np.concatenate([rng.integers(0, n_shapes, args.vae_batch - n_e),
                                   rng.integers(n_shapes, len(latents), n_e)])
             x = to_tensor(images[idx]).to(device)
-            z = latents[idx].to(device)
-            z = z + noise_scale * torch.rand(len(z), 1, 1, 1, device=device) * torch.randn_like(z)
-            rec = vae.decode(z).sample
+            z = anchor = latents[idx].to(device)
+            if tune_encoder:
+                z = vae.encode(x).latent_dist.mean
+            noisy = z + noise_scale * torch.rand(len(z), 1, 1, 1, device=device) * torch.randn_like(z)
+            rec = vae.decode(noisy).sample
             w = 1 + 9 * foreground(x)
             loss = (w * (rec - x).abs()).mean() + (w * (rec - x) ** 2).mean()
+            if tune_encoder:
+                loss = loss + args.anchor * ((z - anchor) * lat["scale"]).pow(2).mean()
             for g in opt.param_groups:
                 g["lr"] = args.decoder_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.decoder_steps)))
             opt.zero_grad(set_to_none=True)
@@ -251,8 +268,8 @@ def shape_variant(caption: str, rng: random.Random) -> str:
 def stage_unet(args, data, device, tok) -> None:
     from diffusers import DDPMScheduler
 
-    ckpt_path = args.work / "unet.pt"
-    lat = torch.load(args.work / "latents.pt")
+    ckpt_path = args.work / args.unet_file
+    lat = torch.load(args.work / args.latents_file)
     latents = torch.cat([lat["shapes"], lat["emoji"]]) * lat["scale"]
     n_shapes, n_emoji = len(lat["shapes"]), len(lat["emoji"])
     captions = [str(c) for c in data["shape_captions"][:n_shapes]] + [str(c) for c in data["emoji_captions"]]
@@ -360,8 +377,8 @@ def save_ckpt(path, unet, te, ema_unet, ema_te, opt, step, rng) -> None:
 def stage_export(args, tok) -> None:
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    ck = torch.load(args.work / "unet.pt", weights_only=False, map_location="cpu")
-    lat = torch.load(args.work / "latents.pt")
+    ck = torch.load(args.work / args.unet_file, weights_only=False, map_location="cpu")
+    lat = torch.load(args.work / args.latents_file)
     vae, unet, te = make_vae(), make_unet(), make_text_encoder(tok)
     vae.load_state_dict(torch.load(args.work / args.vae_file, map_location="cpu"))
     vae.register_to_config(scaling_factor=lat["scale"])
@@ -372,8 +389,9 @@ def stage_export(args, tok) -> None:
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     out = Path(args.out)
     pipe.save_pretrained(out, safe_serialization=True)
-    train = {"steps": ck["step"], "batch": args.batch, "lr": args.lr, "ema": args.ema, "seed": args.seed,
-             "vae_steps": args.vae_steps, "emoji_fraction": args.emoji_fraction, "vae_file": args.vae_file}
+    # only what the checkpoints themselves fix: learning rates and mixes changed between resumed runs (README.md)
+    train = {"unet_steps": ck["step"], "seed": args.seed, "unet_file": args.unet_file, "vae_file": args.vae_file,
+             "latents_file": args.latents_file, "scaling_factor": lat["scale"], "recipe": "README.md"}
     (out / "training.json").write_text(json.dumps(train, indent=2) + "\n")
     (out / "README.md").write_text(MODEL_CARD.format(steps=ck["step"]))
     logger.info("exported %s (%.1f MB)", out, sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20)
@@ -394,13 +412,25 @@ Load it like any hub model: `StableDiffusionPipeline.from_pretrained("assets/t2i
 guidance 3-5, guidance_rescale 0.7 (v-prediction with zero-terminal-SNR betas and trailing timesteps).
 
 ## How it was trained (all on CPU, `OMP_NUM_THREADS=1 nice -n 19`, seeds fixed)
+Each command resumes from what the previous ones left in the work folder; a `kill` (SIGTERM) saves a checkpoint.
 ```
 pip install --no-deps -r requirements-train.txt
 python scripts/train_t2i.py --stages data,vae                    # data + 450 VAE steps
 python scripts/train_t2i.py --stages vae --vae-extra-steps 320   # VAE continued (colours were still off)
 python scripts/train_t2i.py --stages vae --vae-extra-steps 250
-python scripts/train_t2i.py --stages latents,unet --steps 3000   # stopped at step {steps} if fewer
-python scripts/train_t2i.py --stages export
+python scripts/train_t2i.py --stages latents,unet --steps 3000
+python scripts/train_t2i.py --stages unet --steps 4500 --emoji-fraction 0.15      # resumed; stopped at step 3788
+# the first encoder gave blue and purple the same latents: tune the VAE, anchored to the first latents
+python scripts/train_t2i.py --stages vaetune --decoder-steps 300 --anchor 1.0      # stopped at step 200
+cp vae-tuned.pt vae-tuned-r1.pt; mv vae-tuned-ckpt.pt vae-tuned-r1-ckpt.pt         # (in the work folder)
+python scripts/train_t2i.py --stages vaetune --vae-file vae-tuned-r1.pt --decoder-steps 150 --anchor 0.2 \\
+    --decoder-noise 0.05
+cp vae-tuned.pt vae-tuned-r2.pt; cp unet.pt unet-newlat.pt                         # (in the work folder)
+python scripts/train_t2i.py --stages latents --vae-file vae-tuned-r2.pt --latents-file latents-tuned.pt --keep-scale
+python scripts/train_t2i.py --stages unet --unet-file unet-newlat.pt --latents-file latents-tuned.pt --steps 4500 \\
+    --lr 1e-3 --emoji-fraction 0.15                                                # stopped at step {steps}
+python scripts/train_t2i.py --stages export --unet-file unet-newlat.pt --vae-file vae-tuned-r2.pt \\
+    --latents-file latents-tuned.pt
 python scripts/eval_t2i.py                                       # measured quality: see the repository report
 ```
 
@@ -435,7 +465,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--decoder-steps", type=int, default=800)
     p.add_argument("--decoder-lr", type=float, default=5e-4)
     p.add_argument("--decoder-noise", type=float, default=0.15, help="largest latent noise (unit-variance scale)")
-    p.add_argument("--vae-file", default="vae.pt", help="VAE weights the export uses (vae-decoder.pt after decoder)")
+    p.add_argument("--anchor", type=float, default=1.0, help="vaetune: weight of the pull to the cached latents")
+    p.add_argument("--vae-file", default="vae.pt", help="VAE weights for latents and export (vae-decoder.pt, ...)")
+    p.add_argument("--unet-file", default="unet.pt", help="UNet checkpoint the unet stage resumes/writes, export reads")
+    p.add_argument("--keep-scale", action="store_true", help="latents: reuse the scaling factor of latents.pt")
+    p.add_argument("--latents-file", default="latents.pt", help="latents the latents stage writes, the UNet reads")
     p.add_argument("--latent-shapes", type=int, default=12000, help="shape images encoded for the UNet stage")
     p.add_argument("--steps", type=int, default=4500)
     p.add_argument("--batch", type=int, default=32)
@@ -463,6 +497,8 @@ def main(argv: list[str] | None = None) -> None:
         stage_latents(args, data, device)
     if "decoder" in stages:
         stage_decoder(args, data, device)
+    if "vaetune" in stages:
+        stage_decoder(args, data, device, tune_encoder=True)
     if "unet" in stages:
         stage_unet(args, data, device, tok)
     if "export" in stages:
