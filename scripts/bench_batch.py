@@ -18,7 +18,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -70,14 +69,14 @@ def clients_round(run, clients: int, requests_each: int, new_tokens: int, stagge
             "request_s": [r["wall_s"] for r in done]}
 
 
-def engine_runner(engine, batched: bool):
+def engine_runner(engine, batcher):
+    """Requests through the engine; `batcher` None runs one generate() per request."""
     from models.params import GenerationParams
 
     tm = engine.load(MODEL)
-    batcher = tm.batcher
 
     def run(prompt: str, new_tokens: int):
-        tm.batcher = batcher if batched else None
+        tm.batcher = batcher
         params = GenerationParams(temperature=0, max_new_tokens=new_tokens, repetition_penalty=1.1)
         n = 0
         for update in engine.chat(MODEL, [{"role": "user", "content": prompt}], params):
@@ -87,10 +86,12 @@ def engine_runner(engine, batched: bool):
     return run
 
 
-def app_runner(url: str):
+def app_runner(url: str, tm, batcher):
+    """Requests through the running app's /chat; `batcher` None makes the app run one generate() per request."""
     from gradio_client import Client
 
     def run(prompt: str, new_tokens: int):
+        tm.batcher = batcher
         client = Client(url, verbose=False)  # a fresh session (and conversation) per request
         job = client.submit(message=prompt, model=MODEL, temperature=0, repetition_penalty=1.1,
                             max_new_tokens=new_tokens, api_name="/chat")
@@ -104,16 +105,26 @@ def app_runner(url: str):
     return run
 
 
-def measure(run, args) -> dict:
-    """Single client; N clients arriving spread out (steady state); N clients arriving at the same instant."""
-    clients_round(run, 1, 1, 8, 0, 0)  # warm-up
-    one = clients_round(run, 1, args.requests, args.new_tokens, 0, 0)
-    single_ttft = statistics.median(one["ttft_s"])
-    stagger = statistics.median(one["request_s"]) / args.clients
+def singles(runs: dict, args) -> dict:
+    """One client at a time, the modes' requests interleaved so that both see the same machine."""
+    for run in runs.values():
+        clients_round(run, 1, 1, 8, 0, 0)  # warm-up
+    done: dict[str, list[dict]] = {name: [] for name in runs}
+    for k in range(args.requests):
+        for name, run in runs.items():
+            done[name].append(one_request(run, PROMPTS[k % len(PROMPTS)], args.new_tokens))
+    return {name: {"tok_s": sum(r["tokens"] for r in rs) / sum(r["wall_s"] for r in rs),
+                   "ttft_s": statistics.median(r["ttft_s"] for r in rs),
+                   "request_s": statistics.median(r["wall_s"] for r in rs)} for name, rs in done.items()}
+
+
+def measure(run, single: dict, args) -> dict:
+    """N clients arriving spread out (steady state), and N arriving at the same instant, beside one client."""
+    stagger = single["request_s"] / args.clients
     steady = clients_round(run, args.clients, args.requests, args.new_tokens, stagger, 1)
     burst = clients_round(run, args.clients, 1, args.new_tokens, 0, 2)
     return {
-        "single_tok_s": round(one["aggregate_tok_s"], 2), "single_ttft_s": round(single_ttft, 3),
+        "single_tok_s": round(single["tok_s"], 2), "single_ttft_s": round(single["ttft_s"], 3),
         "concurrent_aggregate_tok_s": round(steady["aggregate_tok_s"], 2),
         "concurrent_ttft_s_median": round(statistics.median(steady["ttft_s"]), 3),
         "concurrent_ttft_s_max": round(max(steady["ttft_s"]), 3),
@@ -135,30 +146,31 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from app import build_app
+    from app import build_app, launch
     from config import AppConfig
     from services import build_services
 
-    data = Path(tempfile.mkdtemp())
     config = AppConfig(offline=True, preload=False, torch_threads=args.threads, max_batch=8,
                        data_dir=Path.home() / ".cache" / "hf-playground", port=7999)
     services = build_services(config)
     engine = services.text
     result: dict = {"model": MODEL, "threads": args.threads, "clients": args.clients, "new_tokens": args.new_tokens,
-                    "requests_per_client": args.requests, "via": args.via, "machine": f"{platform.machine()} {os.cpu_count()} cpus"}
+                    "requests_per_client": args.requests, "via": args.via,
+                    "machine": f"{platform.machine()} {os.cpu_count()} cpus"}
+    tm = engine.load(MODEL)
+    batcher = tm.batcher
+    demo = None
     if args.via == "engine":
-        one_generate_each = measure(engine_runner(engine, batched=False), args)
-        batched = measure(engine_runner(engine, batched=True), args)
+        runs = {"generate": engine_runner(engine, None), "batched": engine_runner(engine, batcher)}
     else:
         demo = build_app(services)
-        demo.queue(default_concurrency_limit=8).launch(server_port=config.port, prevent_thread_lock=True, quiet=True)
+        launch(services, demo, block=False)  # as `python app.py` does
         url = f"http://127.0.0.1:{config.port}/"
-        tm = engine.load(MODEL)
-        batcher = tm.batcher
-        tm.batcher = None
-        one_generate_each = measure(app_runner(url), args)
-        tm.batcher = batcher
-        batched = measure(app_runner(url), args)
+        runs = {"generate": app_runner(url, tm, None), "batched": app_runner(url, tm, batcher)}
+    single = singles(runs, args)
+    one_generate_each = measure(runs["generate"], single["generate"], args)
+    batched = measure(runs["batched"], single["batched"], args)
+    if demo is not None:
         demo.close()
     result["generate_per_request"] = one_generate_each
     result["batched"] = batched
