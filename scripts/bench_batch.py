@@ -39,9 +39,10 @@ PROMPTS = [
 
 
 def one_request(run, prompt: str, new_tokens: int) -> dict:
+    counts = run(prompt, new_tokens)  # the app runner connects its client here, before the clock starts
     start = time.perf_counter()
     first, tokens = None, 0
-    for n in run(prompt, new_tokens):
+    for n in counts:
         if first is None and n:
             first = time.perf_counter() - start
         tokens = n
@@ -93,15 +94,18 @@ def app_runner(url: str, tm, batcher):
     def run(prompt: str, new_tokens: int):
         tm.batcher = batcher
         client = Client(url, verbose=False)  # a fresh session (and conversation) per request
-        job = client.submit(message=prompt, model=MODEL, temperature=0, repetition_penalty=1.1,
-                            max_new_tokens=new_tokens, api_name="/chat")
-        seen = 0
-        for history in job:
-            content = history[-1]["content"] if history and history[-1]["role"] == "assistant" else ""
-            text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
-            if len(text) > seen:
-                seen = len(text)
-                yield seen  # characters: the UI streams text; the ratios compare like with like
+
+        def counts():
+            job = client.submit(message=prompt, model=MODEL, temperature=0, repetition_penalty=1.1,
+                                max_new_tokens=new_tokens, api_name="/chat")
+            seen = 0
+            for history in job:
+                content = history[-1]["content"] if history and history[-1]["role"] == "assistant" else ""
+                text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+                if len(text) > seen:
+                    seen = len(text)
+                    yield seen  # characters: the UI streams text; the ratios compare like with like
+        return counts()
     return run
 
 
