@@ -37,7 +37,7 @@ class Tally:
         self.counts: Counter = Counter()
         self.errors: Counter = Counter()
         self.lock = threading.Lock()
-        self.open_streams = 0
+        self.inflight: dict[int, tuple[str, float]] = {}  # user -> (what it waits for, since when)
 
     def add(self, kind: str, outcome: str, error: str = "") -> None:
         with self.lock:
@@ -110,6 +110,7 @@ def user(n: int, url: str, key: str, until: float, tally: Tally) -> None:
     while time.monotonic() < until:
         action = rng.choice(actions)
         kind = action.__name__
+        tally.inflight[n] = (kind, time.monotonic())
         try:
             action(url, rng, tally) if kind.startswith("ui_") else action(api, rng, tally)
         except Exception as exc:  # noqa: BLE001 - every outcome is counted
@@ -117,6 +118,7 @@ def user(n: int, url: str, key: str, until: float, tally: Tally) -> None:
             tally.add(kind, outcome, f"{type(exc).__name__}: {exc}")
             if outcome == "refused":
                 time.sleep(2)  # a polite client backs off
+        tally.inflight.pop(n, None)
 
 
 def watch_memory(pid: int, stop: threading.Event, peak: list[int]) -> None:
@@ -165,6 +167,12 @@ def main() -> None:
         for t in users:
             t.join(timeout=max(1.0, until + 300 - time.monotonic()))
         hung = sum(t.is_alive() for t in users)
+        try:  # what the server's batches were doing when the users were done (or stuck)
+            rows = Client(url, verbose=False).predict(api_name="/models_list")[0]["data"]
+            activity = {row[0]: row[-1] for row in rows}
+        except Exception as exc:  # noqa: BLE001
+            activity = {"error": str(exc)}
+        stuck = {f"user {u}": f"{kind} for {time.monotonic() - since:.0f} s" for u, (kind, since) in tally.inflight.items()}
         wall = time.monotonic() - start
     finally:
         stop_watch.set()
@@ -176,7 +184,8 @@ def main() -> None:
         "rate_limit_per_min": args.rate_limit, "model": MODEL,
         "requests": sum(counts[o] for o in ("ok", "stopped", "refused", "failed")),
         "ok": counts["ok"], "stopped": counts["stopped"], "refused_by_limit": counts["refused"],
-        "failed": counts["failed"] + hung, "users_still_waiting_at_end": hung,
+        "failed": counts["failed"] + hung, "users_still_waiting_at_end": hung, "waiting_for": stuck,
+        "server_batches_at_end": activity,
         "by_kind": {k: v for k, v in sorted(counts.items()) if ":" in k},
         "errors": dict(tally.errors.most_common(8)),
         "server_rss_mb_baseline": round(baseline / 2**20), "server_rss_mb_peak": round(peak[0] / 2**20),
