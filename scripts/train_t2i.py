@@ -41,7 +41,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import t2i_data  # noqa: E402
@@ -428,7 +427,9 @@ python scripts/train_t2i.py --stages vaetune --vae-file vae-tuned-r1.pt --decode
 cp vae-tuned.pt vae-tuned-r2.pt; cp unet.pt unet-newlat.pt                         # (in the work folder)
 python scripts/train_t2i.py --stages latents --vae-file vae-tuned-r2.pt --latents-file latents-tuned.pt --keep-scale
 python scripts/train_t2i.py --stages unet --unet-file unet-newlat.pt --latents-file latents-tuned.pt --steps 4500 \\
-    --lr 1e-3 --emoji-fraction 0.15                                                # stopped at step {steps}
+    --lr 1e-3 --emoji-fraction 0.15
+python scripts/train_t2i.py --stages unet --unet-file unet-newlat.pt --latents-file latents-tuned.pt --steps 5200 \\
+    --lr 1e-3 --emoji-fraction 0.15                                                # resumed; to step {steps}
 python scripts/train_t2i.py --stages export --unet-file unet-newlat.pt --vae-file vae-tuned-r2.pt \\
     --latents-file latents-tuned.pt
 python scripts/eval_t2i.py                                       # measured quality: see the repository report
