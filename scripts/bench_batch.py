@@ -138,6 +138,25 @@ def measure(run, single: dict, args) -> dict:
     }
 
 
+def forward_step_ms(model, batch_sizes=(1, 2, 4, 8), context: int = 60, steps: int = 10) -> dict[str, float]:
+    """The bare model's decoding step by batch size: what batching can gain on this machine at best."""
+    import torch
+    from transformers import DynamicCache
+
+    out = {}
+    with torch.inference_mode():
+        for b in batch_sizes:
+            cache = DynamicCache()
+            model(input_ids=torch.randint(0, 1000, (b, context)), cache=cache, use_cache=True, logits_to_keep=1)
+            times = []
+            for _ in range(steps):
+                start = time.perf_counter()
+                model(input_ids=torch.randint(0, 1000, (b, 1)), cache=cache, use_cache=True, logits_to_keep=1)
+                times.append(time.perf_counter() - start)
+            out[str(b)] = round(1000 * statistics.median(times), 1)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=1)
@@ -163,6 +182,9 @@ def main() -> None:
                     "machine": f"{platform.machine()} {os.cpu_count()} cpus"}
     tm = engine.load(MODEL)
     batcher = tm.batcher
+    steps = forward_step_ms(tm.model)
+    result["forward_step_ms_by_batch"] = steps
+    result["forward_throughput_batch4_over_batch1"] = round(4 * steps["1"] / steps["4"], 2)
     demo = None
     if args.via == "engine":
         runs = {"generate": engine_runner(engine, None), "batched": engine_runner(engine, batcher)}
