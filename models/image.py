@@ -30,9 +30,11 @@ logger = logging.getLogger(__name__)
 TASK = "text-to-image"
 EMBEDDED_T2I = "hf-playground/tiny-t2i-64"
 StepProgress = Callable[[int, int], None]  # (steps done, steps in total)
-# Denoisers below this many parameters run on one CPU thread. Their ops are too small to split: measured on 2 cores
-# (scripts/bench_image.py), the embedded 4M-parameter UNet was no faster on 2 threads with the cores idle, and 5-10x
-# slower with the other core busy (each op waits at the OpenMP barrier for a thread the OS has parked).
+# Denoisers below this many parameters are best run on one CPU thread (app.py --threads 1, or ImageEngine(threads=1)):
+# measured on 2 cores (scripts/bench_image.py), the embedded 4M-parameter UNet was no faster on 2 threads with the
+# cores idle, and 5-10x slower with the other core busy (each op waits at the OpenMP barrier for a parked thread).
+# Not switched automatically: torch.set_num_threads from gradio's worker threads made the test process abort at exit
+# ("terminate called without an active exception") when run with the other tabs' tests.
 SMALL_DENOISER_PARAMS = 50_000_000
 
 
@@ -94,8 +96,7 @@ class ImageEngine:
         placement: device and dtype, or a function giving them (torch loads on first use).
         default_ref: the catalog's default model; when it cannot be found, the embedded model is used instead.
         cpu_offload: None = on for GPUs with less than 8 GiB, else as given (GPU only).
-        threads: torch CPU threads for a generation; None = one for small denoisers (SMALL_DENOISER_PARAMS), else
-            the process's configured count (app.py --threads).
+        threads: torch CPU threads for a generation; None = the process's configured count (app.py --threads).
     """
 
     def __init__(self, cache: ModelCache, resolver: ModelResolver, placement: Placement | Callable[[], Placement], *,
@@ -182,9 +183,7 @@ class ImageEngine:
 
     def threads_for(self, model: ImageModel, configured: int) -> int:
         """torch CPU threads for one generation with `model` (`configured`: the count torch has now)."""
-        if self.threads:
-            return self.threads
-        return 1 if 0 < model.denoiser_params < SMALL_DENOISER_PARAMS else configured
+        return self.threads or configured
 
     @contextlib.contextmanager
     def cpu_threads(self, model: ImageModel):

@@ -1,14 +1,14 @@
 """Text-to-image speed: the raw diffusers pipeline call vs the same request through the app (gradio_client). JSON.
 
-Usage: HF_HUB_OFFLINE=1 python scripts/bench_image.py --threads 2 --runs 10
+Usage: HF_HUB_OFFLINE=1 python scripts/bench_image.py --threads 1 --runs 10
 Both sides use the embedded model, 64x64, 20 steps, guidance 4, one image, fixed seeds, after a warm-up. The app is
 the Text-to-image tab launched as a separate server process on a free port (one server, one client, as deployed),
 driven over HTTP with gradio_client like any API user. The raw call and the app call alternate run by run (the order
 flips each run), so load from other processes on shared cores falls on both sides alike; `pair_ratio_median` is the
 median of the per-run app/raw ratios. `app_pipeline_s` is the pipeline time the app itself measured and
 `app_overhead_s` the rest (queue, HTTP, PNG with metadata, client download). --threads is the app's configured torch
-thread count (app.py --threads); the engine may use fewer for a small model (models/image.py SMALL_DENOISER_PARAMS)
-and reports what it used, and the raw call runs with that same count (`torch_threads`), so both sides do equal work.
+thread count (app.py --threads; 1 suits the embedded model, see models/image.py SMALL_DENOISER_PARAMS); the engine
+reports what it used and the raw call runs with that same count (`torch_threads`), so both sides do equal work.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def start_server(threads: int) -> tuple[subprocess.Popen, object]:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(REPO / "assets" / "t2i-model"))
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)

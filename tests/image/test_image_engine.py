@@ -105,25 +105,3 @@ def test_the_unreachable_default_falls_back_to_the_embedded_model(fresh_engine, 
     with pytest.raises(Exception, match="cannot find model"):
         engine.generate("other-owner/not-the-default", params())
 
-
-def test_a_small_model_runs_on_one_thread_in_a_worker_thread_and_the_count_is_restored(engine, tiny_sd):
-    import torch
-
-    seen = {}
-
-    def worker():  # as a gradio worker thread: torch's configured count, here 2
-        torch.set_num_threads(2)
-        result = engine.generate(str(tiny_sd), params())
-        seen.update(used=result.timings["torch_threads"], after=torch.get_num_threads())
-
-    before = torch.get_num_threads()
-    thread = threading.Thread(target=worker)
-    thread.start()
-    thread.join()
-    torch.set_num_threads(before)
-    assert seen == {"used": 1, "after": 2}
-
-
-def test_an_explicit_thread_count_wins(fresh_engine, tiny_sd):
-    fresh_engine.threads = 2
-    assert fresh_engine.generate(str(tiny_sd), params()).timings["torch_threads"] == 2
