@@ -282,20 +282,20 @@ def build_router(deps: ApiDeps) -> APIRouter:
         text = (prompt if body.echo else "") + "".join(u.delta for u in updates)
         return record([choice(text, updates, reason)], usage=usage(stats))
 
-    @router.post("/embeddings")
-    async def embeddings(body: EmbeddingBody, request: Request):
+    async def in_thread(request: Request, work, body):
+        """A blocking endpoint: check the caller, run `work(body, deps)` in a worker thread, map its errors."""
         try:
             caller(request, deps)
-            return await run_in_threadpool(embed, body, deps)
+            return await run_in_threadpool(work, body, deps)
         except Exception as exc:
             return error_response(exc)
 
+    @router.post("/embeddings")
+    async def embeddings(body: EmbeddingBody, request: Request):
+        return await in_thread(request, embed, body)
+
     @router.post("/images/generations")
     async def images(body: ImageBody, request: Request):
-        try:
-            caller(request, deps)
-            return await run_in_threadpool(generate_images, body, deps)
-        except Exception as exc:
-            return error_response(exc)
+        return await in_thread(request, generate_images, body)
 
     return router
