@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from models import batching
+from models import batching, omp, split_linear
 from models.cache import Loaded, ModelCache
 from models.device import Placement
 from models.embedded import Progress
@@ -41,18 +41,21 @@ class TextEngine:
         max_batch: most concurrent generations sharing one model's forward passes (0: one `generate` per request).
         max_waiting: most requests waiting for a place in a model's batch before new ones are refused.
         threads: torch threads for generation workers (None: torch's default).
+        split_linear: on the CPU in float32, split decoding-sized linear layers across the threads.
         remote: models served by external OpenAI-compatible servers, by catalog name.
     """
 
     def __init__(self, cache: ModelCache, resolver: ModelResolver, placement: Placement | Callable[[], Placement], *,
                  trust_remote_code: bool = False, max_input_tokens: int = 4096, max_batch: int = 8,
-                 max_waiting: int = 64, threads: int | None = None, remote: RemoteTextEngine | None = None):
+                 max_waiting: int = 64, threads: int | None = None, split_linear: bool = False,
+                 remote: RemoteTextEngine | None = None):
         self.cache = cache
         self.resolver = resolver
         self.placement = placement
         self.trust_remote_code = trust_remote_code
         self.max_input_tokens = max_input_tokens
         self.max_batch, self.max_waiting, self.threads = max_batch, max_waiting, threads
+        self.split_linear = split_linear
         self.remote = remote or RemoteTextEngine({})
 
     # -- loading ---------------------------------------------------------------------------------------------
@@ -94,6 +97,10 @@ class TextEngine:
         p = self.placement() if callable(self.placement) else self.placement
         model = AutoModelForCausalLM.from_pretrained(resolved.location, dtype=p.dtype, device_map=p.device_map, **kw)
         model.eval()
+        if self.split_linear:
+            parts = split_linear.wanted_parts(self.threads)
+            logger.info("%s: %d linear layers split across %d threads while decoding", resolved.name,
+                        split_linear.split_linears(model, parts), parts)
         ctx = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         ctx = ctx or (tokenizer.model_max_length if tokenizer.model_max_length < 1e6 else 2048)
         eos = model.generation_config.eos_token_id
@@ -106,6 +113,7 @@ class TextEngine:
         if self.max_batch > 0 and batching.probe(model):
             tm.batcher = batching.Batcher(model, eos_ids, max_batch=self.max_batch, max_waiting=self.max_waiting,
                                           threads=self.threads)
+        omp.release_thread_pool()  # the batch's worker should own the only OpenMP pool (see models/omp.py)
         return Loaded(value=tm, task=TASK, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
                       parameters=model.num_parameters(), memory_bytes=model.get_memory_footprint(),
                       source=resolved.source)

@@ -159,7 +159,7 @@ def forward_step_ms(model, batch_sizes=(1, 2, 4, 8), context: int = 60, steps: i
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--requests", type=int, default=3, help="requests per client, back to back")
@@ -171,6 +171,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from app import build_app, launch
     from config import AppConfig
+    from models import omp
     from services import build_services
 
     config = AppConfig(offline=True, preload=False, torch_threads=args.threads, max_batch=8,
@@ -183,6 +184,7 @@ def main() -> None:
     tm = engine.load(MODEL)
     batcher = tm.batcher
     steps = forward_step_ms(tm.model)
+    omp.release_thread_pool()  # as the app's loading threads do: the batch worker should own the only pool
     result["forward_step_ms_by_batch"] = steps
     result["forward_throughput_batch4_over_batch1"] = round(4 * steps["1"] / steps["4"], 2)
     demo = None

@@ -1,0 +1,88 @@
+"""Decoding-sized linear layers split into blocks: same numbers as torch's linear, same tokens, in and out of batches."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.batching import Batcher
+from models.params import GenerationParams
+from models.split_linear import MAX_ROWS, SplitLinear, split_linears, unsplit_linears, wanted_parts
+
+GREEDY = GenerationParams(temperature=0, max_new_tokens=20, repetition_penalty=1.0)
+
+
+def sharp_model(seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.3)
+    return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("shape", [(1, 48), (3, 48), (2, 1, 48), (4, 1, 48), (MAX_ROWS, 48), (2, 40, 48)])
+@pytest.mark.parametrize("parts", [2, 3, 4])
+def test_split_linear_gives_torchs_numbers(shape, bias, parts):
+    torch.manual_seed(1)
+    layer = torch.nn.Linear(48, 96, bias=bias)
+    x = torch.randn(*shape)
+    expected = layer(x)
+    assert split_linears(layer, parts) == 1 and type(layer) is SplitLinear
+    got = layer(x)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_only_float32_cpu_layers_whose_outputs_divide_evenly_are_split():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 10), torch.nn.Linear(10, 9), torch.nn.Linear(9, 8).half())
+    assert split_linears(model, 2) == 1
+    assert [type(m).__name__ for m in model] == ["SplitLinear", "Linear", "Linear"]
+    assert split_linears(torch.nn.Linear(8, 8), 1) == 0, "one thread: nothing to split across"
+    unsplit_linears(model)
+    assert all(type(m) is torch.nn.Linear for m in model)
+
+
+def test_parts_follow_the_thread_count():
+    assert wanted_parts(1) == 1 and wanted_parts(2) == 2 and wanted_parts(64) == 8
+    assert wanted_parts(None) == max(1, min(torch.get_num_threads(), 8))
+
+
+def test_a_split_model_generates_the_same_greedy_tokens():
+    model = sharp_model()
+    ids = torch.tensor([[5, 9, 14, 3, 22, 8]])
+    with torch.inference_mode():
+        expected = model.generate(ids, max_new_tokens=30, do_sample=False, pad_token_id=0, eos_token_id=None)
+        assert split_linears(model, 2) > 0
+        got = model.generate(ids, max_new_tokens=30, do_sample=False, pad_token_id=0, eos_token_id=None)
+    assert got.tolist() == expected.tolist()
+
+
+def test_a_split_model_batches_with_the_same_tokens_as_alone():
+    model = sharp_model()
+    prompts = [[5, 9, 14, 3], [7, 7, 21, 30, 2, 11, 40, 8, 19], [12], [33, 6, 17, 25, 28, 4]]
+
+    def run(batch: int) -> list[list[int]]:
+        batcher = Batcher(model, [], max_batch=batch)
+        reqs = []
+        for ids in prompts:
+            reqs.append(batcher.submit(ids, GREEDY, seed=0, stop=threading.Event()))
+            time.sleep(0.01)
+        out = []
+        for req in reqs:
+            tokens = []
+            while (item := req.out.get(timeout=30))[0] == "token":
+                tokens.append(item[1])
+            assert item[0] == "end", item
+            out.append(tokens)
+        return out
+
+    plain = run(1)
+    split_linears(model, 2)
+    assert run(1) == plain
+    assert run(4) == plain
