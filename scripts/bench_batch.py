@@ -13,6 +13,7 @@ one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -192,14 +193,16 @@ def main() -> None:
         runs = {"generate": engine_runner(engine, None), "batched": engine_runner(engine, batcher)}
     else:
         demo = build_app(services)
-        launch(services, demo, block=False)  # as `python app.py` does
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON result
+            launch(services, demo, block=False)  # as `python app.py` does
         url = f"http://127.0.0.1:{config.port}/"
         runs = {"generate": app_runner(url, tm, None), "batched": app_runner(url, tm, batcher)}
     single = singles(runs, args)
     one_generate_each = measure(runs["generate"], single["generate"], args)
     batched = measure(runs["batched"], single["batched"], args)
     if demo is not None:
-        demo.close()
+        with contextlib.redirect_stdout(sys.stderr):
+            demo.close()
     result["generate_per_request"] = one_generate_each
     result["batched"] = batched
     result["batched_concurrent_over_single"] = round(batched["concurrent_aggregate_tok_s"] / batched["single_tok_s"], 2)
