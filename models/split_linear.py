@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-MAX_ROWS = 128  # prompt rows too: a 45-token prefill took 129 ms split, 155 ms not; at 200 rows they were even
+MAX_ROWS = 32  # prompts keep torch's path: in the app's batch thread a split 45-token prefill was no faster
 
 
 class SplitLinear(torch.nn.Linear):
