@@ -105,3 +105,20 @@ def test_the_unreachable_default_falls_back_to_the_embedded_model(fresh_engine, 
     with pytest.raises(Exception, match="cannot find model"):
         engine.generate("other-owner/not-the-default", params())
 
+
+
+def test_attention_processors_keep_their_signature_once_remembered(tiny_sd):
+    import inspect
+
+    from diffusers import AutoPipelineForText2Image
+
+    from models.image import remember_processor_signatures
+
+    pipe = AutoPipelineForText2Image.from_pretrained(str(tiny_sd))
+    classes = {type(p) for p in pipe.unet.attn_processors.values()}
+    before = {cls: inspect.signature(cls.__call__) for cls in classes}
+    assert remember_processor_signatures(pipe) == len(classes) >= 1
+    for cls in classes:
+        assert "__signature__" in vars(cls.__call__) and inspect.signature(cls.__call__) == before[cls]
+        bound = inspect.signature(next(p for p in pipe.unet.attn_processors.values() if type(p) is cls).__call__)
+        assert "self" not in bound.parameters and "hidden_states" in bound.parameters
