@@ -243,6 +243,31 @@ def bench_compare(words: np.ndarray, n: int, rounds: int, threads: int, folder: 
             "reference": "torch fp32, 256 tokens (no chunk truncated)", "rows": rows,
             "fastest_acceptable": best["variant"], "target_chunks_per_s": 100}
 
+def matmul_gflops(threads: int, n: int = 1024, reps: int = 10) -> float:
+    """What the cores give a float32 matrix product: the ceiling the embedder's linear layers work under."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    torch.set_num_threads(before)
+    return round(2 * n**3 * reps / (time.perf_counter() - start) / 1e9, 1)
+
+
+def ops_per_chunk(tokens: float, model) -> float:
+    """Multiply-add operations (x2) of the Linear layers for one chunk of `tokens` tokens."""
+    import torch
+
+    weights = sum(m.in_features * m.out_features for m in model.modules()
+                  if isinstance(m, torch.nn.Linear) or hasattr(m, "in_features") and hasattr(m, "out_features"))
+    return 2 * tokens * weights
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ingest-chunks", type=int, default=300)
@@ -275,6 +300,11 @@ def main() -> None:
             print(json.dumps({"partial": report["compare"]}), file=sys.stderr, flush=True)
         if args.ingest_chunks:
             report["ingest"] = bench_ingest(real, words, args.ingest_chunks, folder)
+            need = ops_per_chunk(report["ingest"]["tokens_per_chunk_mean"], real.model()) * 100 / 1e9
+            report["ingest"]["linear_gops_needed_for_100_chunks_per_s"] = round(need, 1)
+            report["ingest"]["linear_gops_achieved"] = round(need * report["ingest"]["chunks_per_s"] / 100, 1)
+            report["matmul_float32_gflops"] = {"1 thread": matmul_gflops(1),
+                                               f"{args.threads} threads": matmul_gflops(args.threads)}
             print(json.dumps({"partial": report}), file=sys.stderr, flush=True)
         report["query"] = []
         torch.set_num_threads(args.query_threads)
