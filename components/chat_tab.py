@@ -13,7 +13,7 @@ import gradio as gr
 from components import conversation_io
 from components.common import (
     USER_ERRORS, bind, ParamControls, StopRegistry, build_param_controls, params_or_error, preset_values,
-    TEXT_QUEUE, TEXT_SLOTS, read_ahead, session_key, user_error,
+    TEXT_QUEUE, text_slots, read_ahead, session_key, user_error,
 )
 from config import AppConfig
 from models.catalog import Catalog
@@ -277,7 +277,7 @@ def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegist
         ui["collection"].focus(bind(collection_choices, index=index), owner, ui["collection"],
                                api_visibility="private")
     outputs = [ui["chatbot"], ui["history"], ui["stats"]]
-    _wire_generation(ui, settings, outputs, deps)
+    _wire_generation(ui, settings, outputs, deps, slots=text_slots(config))
     ui["stop"].click(bind(stop, registry=registry), None, None, api_name="stop", concurrency_limit=None)
     ui["new"].click(lambda: ([], [], {}, ""), None, [*outputs, ui["info"]], api_name="clear")
     ui["chatbot"].clear(lambda: ([], {}, ""), None, [ui["history"], ui["stats"], ui["info"]],
@@ -291,7 +291,8 @@ def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegist
     return ChatTab(message=ui["message"], chatbot=ui["chatbot"], model=ui["model"], controls=controls)
 
 
-def _wire_generation(ui: dict[str, Any], settings: list, outputs: list, deps: ChatDeps) -> None:
+def _wire_generation(ui: dict[str, Any], settings: list, outputs: list, deps: ChatDeps, slots: int) -> None:
+    """Send, retry and edit, for the UI and API clients; every one waits in the text queue (`slots` run at once)."""
     def after(event: Any) -> None:
         event.then(render_info, ui["stats"], ui["info"], api_visibility="private")
 
@@ -300,16 +301,18 @@ def _wire_generation(ui: dict[str, Any], settings: list, outputs: list, deps: Ch
                   [ui["message"], ui["draft"]], queue=False, api_visibility="private")
     # preprocess=False: raw values reach the handler, which validates them itself and names the bad parameter
     sent = typed.then(bind(chat, deps=deps), [ui["draft"], ui["history"], *settings], outputs,
-                      api_name="chat_from_box", api_visibility="private", concurrency_limit=TEXT_SLOTS,
+                      api_name="chat_from_box", api_visibility="private", concurrency_limit=slots,
                       concurrency_id=TEXT_QUEUE, preprocess=False)
     after(sent)
     sent.failure(restore_draft, [ui["draft"], ui["history"]], ui["message"], api_visibility="private")
     # the same handler for API clients, who pass the message itself
-    after(ui["api_chat"].click(bind(chat, deps=deps, show_question=False), [ui["message"], ui["history"], *settings], outputs,
-                               api_name="chat", concurrency_id=TEXT_QUEUE, preprocess=False))
+    after(ui["api_chat"].click(bind(chat, deps=deps, show_question=False), [ui["message"], ui["history"], *settings],
+                               outputs, api_name="chat", concurrency_id=TEXT_QUEUE, concurrency_limit=slots,
+                               preprocess=False))
     after(ui["chatbot"].retry(bind(retry, deps=deps), [ui["history"], *settings], outputs, api_name="retry",
-                              concurrency_id=TEXT_QUEUE, preprocess=False))
+                              concurrency_id=TEXT_QUEUE, concurrency_limit=slots, preprocess=False))
     ui["chatbot"].undo(undo, ui["history"], [ui["chatbot"], ui["history"], ui["message"]], api_name="undo")
     after(ui["chatbot"].edit(bind(edit, deps=deps), [ui["history"], *settings], outputs,
-                             api_visibility="private", concurrency_id=TEXT_QUEUE, preprocess=False))
+                             api_visibility="private", concurrency_id=TEXT_QUEUE, concurrency_limit=slots,
+                             preprocess=False))
 

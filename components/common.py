@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
+from config import AppConfig
 from models.generation import GenerationError
 from models.params import LIMITS, GenerationParams, parse_params
 from models.resolve import ModelNotFound
@@ -23,7 +24,14 @@ from serving.limits import Deadline, RateLimited, RateLimiter
 T = TypeVar("T")
 # Chat and Text generation wait in one UI queue (people see their place in it) sized like a model's batch, so
 # requests wait there rather than out of sight in the batch's own queue.
-TEXT_QUEUE, TEXT_SLOTS = "text", 8
+TEXT_QUEUE, UNBATCHED_TEXT_SLOTS = "text", 8
+
+
+def text_slots(config: AppConfig) -> int:
+    """Generations the UI runs at once: a model's batch (--max-batch), or 8 `generate()` threads without batching."""
+    return config.max_batch if config.max_batch > 0 else UNBATCHED_TEXT_SLOTS
+
+
 PARAM_NAMES = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed")
 # errors whose message is written for the user (what was expected, what arrived)
 USER_ERRORS = (ValueError, LookupError, ModelNotFound, RuntimeError)

@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from components.common import (
-    TEXT_QUEUE, TEXT_SLOTS, USER_ERRORS, bind, StopRegistry, build_param_controls, params_or_error, preset_values,
+    TEXT_QUEUE, text_slots, USER_ERRORS, bind, StopRegistry, build_param_controls, params_or_error, preset_values,
     read_ahead, user_error,
 )
 from components.chat_tab import asker_of, record
@@ -131,7 +131,8 @@ def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegist
     owner = browser_id if browser_id is not None else gr.State("")
     inputs = [ui["prompt"], ui["stops"], ui["model"], ui["probs"], *controls.components(), owner]
     done = gr.on([ui["go"].click, ui["prompt"].submit], bind(generate, deps=deps), inputs,
-                 [ui["output"], ui["stats"], ui["token_list"]], api_name="generate", concurrency_limit=TEXT_SLOTS,
+                 [ui["output"], ui["stats"], ui["token_list"]], api_name="generate",
+                 concurrency_limit=text_slots(config),
                  concurrency_id=TEXT_QUEUE, preprocess=False)  # raw values: the handler validates, names a bad one
     done.then(render_details, [ui["stats"], ui["token_list"]], [ui["details"], ui["tokens"]],
               api_name="generation_details")

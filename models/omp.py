@@ -32,7 +32,7 @@ def _libgomp():
 
 
 def release_thread_pool() -> bool:
-    """Free the calling thread's OpenMP worker threads (rebuilt if it runs parallel work again). False if not possible."""
+    """Free the calling thread's OpenMP worker threads (rebuilt if it runs parallel work again); False if it cannot."""
     lib = _libgomp()
     if lib is None or not hasattr(lib, "omp_pause_resource_all"):
         return False

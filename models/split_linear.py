@@ -18,7 +18,10 @@ MAX_ROWS = 32  # prompts keep torch's path: in the app's batch thread a split 45
 
 
 class SplitLinear(torch.nn.Linear):
-    """An `nn.Linear` whose small inputs are multiplied block by block in one `bmm` (same weights; results equal up to float rounding)."""
+    """An `nn.Linear` whose small inputs are multiplied block by block in one `bmm`.
+
+    Same weights; the results equal torch's up to float rounding.
+    """
 
     split_parts: int = 2
 

@@ -183,7 +183,8 @@ def main() -> None:
     same = sum(a["reply"] == r["reply"] for a, r in zip(app["runs"], raw["runs"]))
     result = {
         "benchmark": "text", "model": MODEL, "machine": f"{platform.machine()} {os.cpu_count()} cpu",
-        "threads": args.threads or "torch default", "app_split_linear": not args.no_split_linear, "new_tokens": args.new_tokens, "repeats": args.repeats,
+        "threads": args.threads or "torch default",
+        "app_split_linear": not args.no_split_linear, "new_tokens": args.new_tokens, "repeats": args.repeats,
         "raw_tokens_per_s": round(raw_tps, 2), "app_tokens_per_s": round(app_tps, 2),
         "app_over_raw_tokens_per_s": round(app_tps / raw_tps, 3), "target_app_over_raw": ">= 0.95",
         "raw_prefill_s_median": raw_ttft, "app_ttft_s_median": app_ttft,

@@ -70,3 +70,23 @@ def test_config_refuses_bad_values():
         AppConfig(device="tpu")
     with pytest.raises(SystemExit):
         AppConfig.from_args(["--dtype", "float8"])
+
+
+def test_split_linear_is_on_unless_turned_off(monkeypatch):
+    assert AppConfig.from_args([]).split_linear
+    assert not AppConfig.from_args(["--no-split-linear"]).split_linear
+    monkeypatch.setenv("PLAYGROUND_NO_SPLIT_LINEAR", "1")
+    assert not AppConfig.from_args([]).split_linear
+
+
+@pytest.mark.parametrize("max_batch, slots", [(3, 3), (16, 16), (0, 8)])
+def test_every_text_event_waits_in_one_queue_sized_like_the_batch(tmp_path, models_root, max_batch, slots):
+    from app import build_app
+    from helpers import make_config
+    from services import build_services
+
+    demo = build_app(build_services(make_config(tmp_path, models_root, max_batch=max_batch)))
+    fns = list(demo.fns.values()) if isinstance(demo.fns, dict) else list(demo.fns)
+    text = [fn for fn in fns if fn.concurrency_id == "text"]
+    assert {fn.api_name for fn in text} >= {"chat", "generate", "retry"}
+    assert {fn.concurrency_limit for fn in text} == {slots}

@@ -1,4 +1,4 @@
-"""Decoding-sized linear layers split into blocks: same numbers as torch's linear, same tokens, in and out of batches."""
+"""Decoding-sized linear layers split into blocks: torch's numbers, and the same tokens alone and in batches."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def sharp_model(seed: int = 0):
 
 
 @pytest.mark.parametrize("bias", [False, True])
-@pytest.mark.parametrize("shape", [(1, 48), (3, 48), (2, 1, 48), (4, 1, 48), (MAX_ROWS, 48), (MAX_ROWS + 1, 48), (2, 40, 48)])
+@pytest.mark.parametrize("shape", [(1, 48), (3, 48), (2, 1, 48), (4, 1, 48), (MAX_ROWS, 48), (MAX_ROWS + 1, 48),
+                                   (2, 40, 48)])
 @pytest.mark.parametrize("parts", [2, 3, 4])
 def test_split_linear_gives_torchs_numbers(shape, bias, parts):
     torch.manual_seed(1)
