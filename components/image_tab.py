@@ -51,12 +51,20 @@ def stop_key(request: gr.Request | None) -> str:
     return session_key(request) + ":image"
 
 
-def step_reporter(progress: Any) -> Any:
-    """A (done, total) callback that drives gr.Progress with the time left."""
+def step_reporter(progress: Any, every_s: float = 0.1) -> Any:
+    """A (done, total) callback that drives gr.Progress with the time left, at most every `every_s` seconds.
+
+    A person sees ten updates a second as smooth; each update is work for the server while the model runs.
+    """
     start = time.perf_counter()
+    last = [start]
 
     def report(done: int, total: int) -> None:
-        left = (time.perf_counter() - start) / max(done, 1) * (total - done)
+        now = time.perf_counter()
+        if now - last[0] < every_s and done < total:
+            return
+        last[0] = now
+        left = (now - start) / max(done, 1) * (total - done)
         progress((done, total), desc=f"Denoising: step {done}/{total}, about {left:.1f} s left", unit="steps")
 
     return report

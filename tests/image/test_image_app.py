@@ -87,3 +87,27 @@ def test_sizes_are_rounded_to_multiples_of_8(image_app):
 def test_a_non_image_model_is_named(image_app, tiny_llama):
     with pytest.raises(AppError, match="llama model"):
         generate(client(image_app), model=str(tiny_llama))
+
+
+def test_progress_goes_to_the_page_at_most_ten_times_a_second_and_always_at_the_end():
+    from components.image_tab import step_reporter
+
+    shown = []
+
+    def progress(value, desc="", unit=""):
+        shown.append(value)
+
+    report = step_reporter(progress)
+    for done in range(1, 21):  # a fast model: twenty steps in well under 0.1 s
+        report(done, 20)
+    assert shown == [(20, 20)]
+    shown.clear()
+    report = step_reporter(progress, every_s=0.0)
+    for done in range(1, 4):
+        report(done, 3)
+    assert shown == [(1, 3), (2, 3), (3, 3)]
+    shown.clear()
+    report = step_reporter(progress, every_s=0.05)
+    time.sleep(0.06)
+    report(1, 3)
+    assert shown == [(1, 3)], "a slow step is shown at once"
