@@ -139,7 +139,7 @@ def measure(run, single: dict, args) -> dict:
     }
 
 
-def forward_step_ms(model, batch_sizes=(1, 2, 4, 8), context: int = 60, steps: int = 10) -> dict[str, float]:
+def forward_step_ms(model, batch_sizes=(1, 2, 3, 4, 8), context: int = 60, steps: int = 10) -> dict[str, float]:
     """The bare model's decoding step by batch size: what batching can gain on this machine at best."""
     import torch
     from transformers import DynamicCache
