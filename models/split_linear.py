@@ -1,13 +1,15 @@
-"""Decoding-sized linear layers split across CPU cores.
+"""Decoding-sized linear layers: the weight times the rows as columns, split across CPU cores.
 
 Decoding multiplies a handful of rows (one per sequence in the batch) by every weight matrix. For that shape torch's
-CPU `linear` runs on one core and, for 2-8 rows, leaves the matrix-vector path for a matrix-product path that is
-1.5-2x slower than one row. Splitting each weight into `parts` blocks of output features and multiplying them as one
-`bmm` runs the blocks on separate cores. On this project's 2-core machine the embedded SmolLM2's decoding step went
-from 54 / 86 / 110 / 84 ms to 35 / 50 / 60 / 52 ms at batch 1 / 2 / 3 / 4 (`scripts/bench_batch.py` prints it as
-`forward_step_ms_by_batch`). Inputs of more than MAX_ROWS rows (long prompts) keep torch's own path. The weights
-are views, never copied. An odd number of rows (3, 5, 7 sequences) gets one zero row more: the model's linear layers
-took 46 / 37 ms for 3 / 4 rows and 50 / 43 ms for 7 / 8, so a batch that lost one sequence slowed down.
+CPU `linear` (rows times the transposed weight) runs on one core and, for 2-8 rows, leaves the matrix-vector path for
+a slower matrix-product path. Computing the transposed product instead (the weight, as stored, times the rows as
+columns), with the weight's output features split into one block per thread and the blocks multiplied as one `bmm`,
+uses every core and a better kernel. On this project's 2-core machine the embedded SmolLM2's linear layers took, for
+1 / 2 / 4 / 8 rows: 44 / 72 / 61 / 55 ms with torch's `linear`, 24 / 37 / 35 / 41 ms split as rows times the
+transposed weight, 13-18 / 16-18 / 25 / 41 ms as the weight times the columns; its whole decoding step went from
+57 / 99 / 82 / 79 ms to 28 / 45 / 51 / 71 ms at batch 1 / 2 / 4 / 8 (`scripts/bench_batch.py` prints it as
+`forward_step_ms_by_batch`). At 12 rows torch's path was faster again, so inputs of more than MAX_ROWS rows (prompts)
+keep it. The weights are views, never copied; greedy tokens were identical to torch's on the real model.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-MAX_ROWS = 32  # prompts keep torch's path: in the app's batch thread a split 45-token prefill was no faster
+MAX_ROWS = 8  # a model's batch (--max-batch 8); prompts and larger batches keep torch's path
 
 
 class SplitLinear(torch.nn.Linear):
-    """An `nn.Linear` whose small inputs are multiplied block by block in one `bmm`.
+    """An `nn.Linear` whose small inputs are multiplied as columns by its weight's blocks in one `bmm`.
 
     Same weights; the results equal torch's up to float rounding.
     """
@@ -33,12 +35,11 @@ class SplitLinear(torch.nn.Linear):
         if rows == 0 or rows > MAX_ROWS or x.dtype != weight.dtype:
             return F.linear(x, weight, self.bias)
         parts = self.split_parts
-        blocks = weight.view(parts, out_features // parts, in_features).transpose(1, 2)
-        flat = x.reshape(rows, in_features)
-        if rows % 2 and rows > 1:  # odd row counts take a slower kernel: one zero row more is cheaper (see above)
-            flat = torch.cat([flat, flat.new_zeros(1, in_features)])
-        out = torch.bmm(flat.expand(parts, len(flat), in_features), blocks)  # (parts, rows, out_features / parts)
-        out = out[:, :rows].transpose(0, 1).reshape(*x.shape[:-1], out_features)
+        # weight (out, in) as `parts` blocks of output features, times the rows as columns: (parts, out/parts, rows)
+        blocks = weight.view(parts, out_features // parts, in_features)
+        columns = x.reshape(rows, in_features).t()
+        out = torch.bmm(blocks, columns.expand(parts, in_features, rows))
+        out = out.permute(2, 0, 1).reshape(*x.shape[:-1], out_features)
         return out if self.bias is None else out + self.bias
 
 

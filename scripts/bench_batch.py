@@ -172,7 +172,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from app import build_app, launch
     from config import AppConfig
-    from models import omp
     from services import build_services
 
     config = AppConfig(offline=True, preload=False, torch_threads=args.threads, max_batch=8,
@@ -182,10 +181,18 @@ def main() -> None:
     result: dict = {"model": MODEL, "threads": args.threads, "clients": args.clients, "new_tokens": args.new_tokens,
                     "requests_per_client": args.requests, "via": args.via,
                     "machine": f"{platform.machine()} {os.cpu_count()} cpus"}
-    tm = engine.load(MODEL)
+    # Loading and the bare-step timing run in a thread of their own, as loads do in the app (a gradio worker, the
+    # preload thread): the process's first thread never builds an OpenMP pool of its own (see models/omp.py).
+    box: dict = {}
+    def load_and_time() -> None:
+        box["tm"] = engine.load(MODEL)
+        box["steps"] = forward_step_ms(box["tm"].model)
+
+    worker = threading.Thread(target=load_and_time)
+    worker.start()
+    worker.join()
+    tm, steps = box["tm"], box["steps"]
     batcher = tm.batcher
-    steps = forward_step_ms(tm.model)
-    omp.release_thread_pool()  # as the app's loading threads do: the batch worker should own the only pool
     result["forward_step_ms_by_batch"] = steps
     result["forward_throughput_batch4_over_batch1"] = round(4 * steps["1"] / steps["4"], 2)
     demo = None

@@ -26,8 +26,8 @@ def sharp_model(seed: int = 0):
 
 
 @pytest.mark.parametrize("bias", [False, True])
-@pytest.mark.parametrize("shape", [(1, 48), (3, 48), (2, 1, 48), (4, 1, 48), (3, 1, 48), (7, 48), (MAX_ROWS, 48), (MAX_ROWS + 1, 48),
-                                   (2, 40, 48)])
+@pytest.mark.parametrize("shape", [(1, 48), (3, 48), (2, 1, 48), (4, 1, 48), (3, 1, 48), (7, 48), (MAX_ROWS, 48),
+                                   (MAX_ROWS + 1, 48), (2, 40, 48)])
 @pytest.mark.parametrize("parts", [2, 3, 4])
 def test_split_linear_gives_torchs_numbers(shape, bias, parts):
     torch.manual_seed(1)
