@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models import image_trace
 from models.cache import Loaded, ModelCache
 from models.device import Placement
 from models.embedded import Progress
@@ -70,6 +71,7 @@ class ImageModel:
     dtype_bytes: int
     device: str = "cpu"  # where it runs (with CPU offload: the GPU); read once, the lookup walks every module
     denoiser_params: int = 0  # UNet / transformer parameters: decides the CPU thread count
+    traced: Any = None  # models.image_trace.TracedDenoiser when the denoiser runs as traced graphs
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def scheduler_choices(self) -> list[str]:
@@ -196,6 +198,7 @@ class ImageEngine:
                            device=str(getattr(pipe, "_execution_device", None) or pipe.device),
                            denoiser_params=sum(t.numel() for t in denoiser.parameters()) if denoiser else 0)
         remember_processor_signatures(pipe)
+        model.traced = image_trace.install(pipe, model.device)
         with self.cpu_threads(model):
             self._warm_up(model)
         return Loaded(value=model, task=TASK, device=model.device, dtype=str(dtype).replace("torch.", ""),
@@ -225,8 +228,13 @@ class ImageEngine:
 
     @staticmethod
     def _warm_up(model: ImageModel) -> None:
-        """One tiny step right after loading: the first call faults pages in and is much slower."""
+        """One step right after loading: the first call faults pages in and is much slower.
+
+        A tiny image, or with a traced denoiser the model's own size (its graph for one image with guidance).
+        """
         size = 8 * model.latent_factor
+        if model.traced is not None:
+            size = int(getattr(model.pipe.unet.config, "sample_size", 8) or 8) * model.latent_factor
         try:
             model.pipe("warm-up", num_inference_steps=1, height=size, width=size, output_type="latent")
         except Exception:  # a pipeline with unusual size rules: the first real request warms it instead
@@ -284,6 +292,8 @@ class ImageEngine:
         pipe = model.pipe
         pipe.scheduler = self._scheduler(model, params.scheduler)  # a fresh one: no state left from other calls
         pipe.enable_attention_slicing() if params.attention_slicing else pipe.disable_attention_slicing()
+        if model.traced is not None:  # a traced graph has the attention it was traced with
+            model.traced.enabled = not params.attention_slicing
         vae = getattr(pipe, "vae", None)
         if vae is not None and hasattr(vae, "enable_tiling"):
             vae.enable_tiling() if params.vae_tiling else vae.disable_tiling()
