@@ -34,15 +34,12 @@ class TracedDenoiser:
     def __call__(self, sample, timestep, encoder_hidden_states=None, *args, return_dict: bool = True, **kwargs):
         import torch
 
-        extra = args or any(v is not None for v in kwargs.values())
-        if not self.enabled or extra or encoder_hidden_states is None:
-            return self.eager(sample, timestep, encoder_hidden_states, *args, return_dict=return_dict, **kwargs)
         step = timestep if torch.is_tensor(timestep) else torch.tensor(timestep)
-        if step.dim() != 0:
-            return self.eager(sample, timestep, encoder_hidden_states, return_dict=return_dict, **kwargs)
-        graph = self._graph(sample, step, encoder_hidden_states)
+        simple = not args and all(v is None for v in kwargs.values()) and encoder_hidden_states is not None
+        usable = self.enabled and simple and step.dim() == 0
+        graph = self._graph(sample, step, encoder_hidden_states) if usable else None
         if graph is None:
-            return self.eager(sample, timestep, encoder_hidden_states, return_dict=return_dict, **kwargs)
+            return self.eager(sample, timestep, encoder_hidden_states, *args, return_dict=return_dict, **kwargs)
         out = graph(sample, step, encoder_hidden_states)
         if return_dict:
             from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput

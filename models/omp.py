@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import logging
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
 OMP_PAUSE_SOFT = 1
 
 
