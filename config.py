@@ -73,6 +73,7 @@ class AppConfig:
     max_upload_mb: int = 200
     max_batch: int = 8
     split_linear: bool = True
+    pack_linear: bool = True
     max_queue: int = 64
     api_keys: tuple[str, ...] = ()
     rate_limit_per_min: int = 60
@@ -129,6 +130,7 @@ class AppConfig:
             max_upload_mb=args.max_upload_mb,
             max_batch=args.max_batch,
             split_linear=not args.no_split_linear,
+            pack_linear=not args.no_packed_linear,
             max_queue=args.max_queue,
             api_keys=tuple(k for k in args.api_key if k),
             rate_limit_per_min=args.rate_limit,
@@ -173,7 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most generations sharing one model's forward passes; 0 runs one generate() per request")
     p.add_argument("--no-split-linear", action="store_true", default=_env_bool("PLAYGROUND_NO_SPLIT_LINEAR"),
                    help="keep torch's own linear layers while decoding on the CPU (by default small inputs are "
-                        "split across the torch threads; see models/split_linear.py)")
+                        "split across the torch threads, and batches use a packed copy; see models/split_linear.py)")
+    p.add_argument("--no-packed-linear", action="store_true", default=_env_bool("PLAYGROUND_NO_PACKED_LINEAR"),
+                   help="do not keep a oneDNN-packed copy of a CPU text model's linear weights (it speeds up batches "
+                        "and prompts, and costs the weights' memory again; see models/split_linear.py)")
     p.add_argument("--max-queue", type=int, default=int(env("PLAYGROUND_MAX_QUEUE", "64")),
                    help="most requests waiting (per event in the UI queue, per model in the batch) before refusing")
     keys_env = [k for k in env("PLAYGROUND_API_KEYS", "").split(",") if k]

@@ -1,40 +1,57 @@
-"""Decoding-sized linear layers: the weight times the rows as columns, split across CPU cores.
+"""Linear layers for CPU decoding: one row split across the cores, several rows on oneDNN's pre-packed weights.
 
-Decoding multiplies a handful of rows (one per sequence in the batch) by every weight matrix. For that shape torch's
-CPU `linear` (rows times the transposed weight) runs on one core and, for 2-8 rows, leaves the matrix-vector path for
-a slower matrix-product path. Computing the transposed product instead (the weight, as stored, times the rows as
-columns), with the weight's output features split into one block per thread and the blocks multiplied as one `bmm`,
-uses every core and a better kernel. On this project's 2-core machine the embedded SmolLM2's linear layers took, for
-1 / 2 / 4 / 8 rows: 44 / 72 / 61 / 55 ms with torch's `linear`, 24 / 37 / 35 / 41 ms split as rows times the
-transposed weight, 13-18 / 16-18 / 25 / 41 ms as the weight times the columns; its whole decoding step went from
-57 / 99 / 82 / 79 ms to 28 / 45 / 51 / 71 ms at batch 1 / 2 / 4 / 8 (`scripts/bench_batch.py` prints it as
-`forward_step_ms_by_batch`). At 12 rows torch's path was faster again, so inputs of more than MAX_ROWS rows (prompts)
-keep it. The weights are views, never copied; greedy tokens were identical to torch's on the real model.
+Decoding multiplies a handful of rows (one per sequence in the batch) by every weight matrix, and on the CPU torch's
+`linear` is slow at that shape: it runs one row on one core and, for 2-8 rows, leaves the matrix-vector path for a
+matrix-product path that repacks the whole weight at every call. Two replacements, measured on this project's 2-core
+machine over the embedded SmolLM2's 210 block layers (`/tmp` probes; whole decoding steps are in
+`scripts/bench_batch.py`'s `forward_step_ms_by_batch`):
+
+- one row: the weight, as stored, times the row as a column, the weight's output features split in one block per
+  thread, all blocks in one `bmm` (views, nothing copied): 16.5 ms vs torch's 35-60 ms;
+- two rows or more (a batch decoding together, and prompts): oneDNN's inner product on a copy of the weight reordered
+  once, at load, into oneDNN's blocked layout (`torch.ops.mkldnn._reorder_linear_weight`, what torch's own compiler
+  uses for frozen CPU linears): 4 rows 19.5 ms vs 24.7 ms split and 47 ms with torch's `linear`, 8 rows 25 vs 45-85
+  ms, a 45-token prompt 67 vs 94 ms. One row on the packed copy took 23 ms, hence both.
+
+The packed copy doubles the memory of the layers it covers, so it is made only when that fits the budget the loader
+gives (`pack_linears`); without it, rows up to MAX_ROWS are split and larger inputs keep torch's path. Results equal
+torch's up to float rounding; greedy tokens were identical to torch's on the real model.
 """
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 
-MAX_ROWS = 8  # a model's batch (--max-batch 8); prompts and larger batches keep torch's path
+logger = logging.getLogger(__name__)
+
+MAX_ROWS = 8  # without a packed copy, inputs of more rows (prompts) keep torch's path, faster there
 
 
 class SplitLinear(torch.nn.Linear):
-    """An `nn.Linear` whose small inputs are multiplied as columns by its weight's blocks in one `bmm`.
+    """An `nn.Linear` with faster CPU paths for one row (a split `bmm`) and, when packed, for several.
 
     Same weights; the results equal torch's up to float rounding.
     """
 
-    split_parts: int = 2
+    split_parts: int = 1
+    packed: torch.Tensor | None = None  # oneDNN's reordered copy of the weight, for inputs of 2+ rows
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight
         out_features, in_features = weight.shape
         rows = x.numel() // in_features if in_features else 0
-        if rows == 0 or rows > MAX_ROWS or x.dtype != weight.dtype:
+        if rows == 0 or x.dtype != weight.dtype:
             return F.linear(x, weight, self.bias)
+        if rows > 1 and self.packed is not None:
+            out = torch.ops.mkldnn._linear_pointwise(x.reshape(rows, in_features), self.packed, self.bias, "none",
+                                                     [], "")
+            return out.view(*x.shape[:-1], out_features)
         parts = self.split_parts
+        if rows > MAX_ROWS or parts < 2:
+            return F.linear(x, weight, self.bias)
         # weight (out, in) as `parts` blocks of output features, times the rows as columns: (parts, out/parts, rows)
         blocks = weight.view(parts, out_features // parts, in_features)
         columns = x.reshape(rows, in_features).t()
@@ -44,30 +61,54 @@ class SplitLinear(torch.nn.Linear):
 
 
 def split_linears(model: torch.nn.Module, parts: int) -> int:
-    """Make the model's float32 CPU linear layers split their small inputs into `parts` blocks; returns how many."""
-    if parts < 2:
-        return 0
+    """Give the model's float32 CPU linear layers the faster decoding paths; returns how many.
+
+    `parts` blocks (one per thread) for one row; 1 keeps torch's path for one row, and the layers are then only
+    worth converting for `pack_linears`.
+    """
     count = 0
     for module in model.modules():
         if type(module) is not torch.nn.Linear or "forward" in vars(module):  # subclasses and hooked modules stay
             continue
         weight = module.weight
-        if weight.device.type != "cpu" or weight.dtype != torch.float32 or module.out_features % parts:
-            continue
-        if not weight.is_contiguous():
+        if weight.device.type != "cpu" or weight.dtype != torch.float32 or not weight.is_contiguous():
             continue
         module.__class__ = SplitLinear
-        module.split_parts = parts
+        module.split_parts = parts if parts > 1 and module.out_features % parts == 0 else 1
         count += 1
     return count
 
 
+def pack_linears(model: torch.nn.Module, budget_bytes: int, batch_hint: int = 4) -> int:
+    """Give split layers a oneDNN-packed copy of their weight, while the copies fit `budget_bytes`; returns the bytes.
+
+    All or nothing: a model half packed would run its batches at two speeds for no gain in memory that matters.
+    """
+    layers = [m for m in model.modules() if type(m) is SplitLinear and m.packed is None]
+    needed = sum(m.weight.numel() * m.weight.element_size() for m in layers)
+    if not layers or needed > budget_bytes or not torch.backends.mkldnn.is_available():
+        if layers and needed > budget_bytes:
+            logger.info("not packing linear weights: %d MB needed, %d MB allowed", needed >> 20, budget_bytes >> 20)
+        return 0
+    try:
+        with torch.no_grad():
+            for module in layers:
+                module.packed = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), batch_hint)
+    except (RuntimeError, AttributeError) as exc:  # a torch without oneDNN's linear ops: keep the split path
+        logger.warning("cannot pack linear weights with oneDNN (%s); batches use the split path", exc)
+        for module in layers:
+            module.packed = None
+        return 0
+    return needed
+
+
 def unsplit_linears(model: torch.nn.Module) -> None:
-    """Undo `split_linears`."""
+    """Undo `split_linears` and `pack_linears`."""
     for module in model.modules():
         if type(module) is SplitLinear:
             module.__class__ = torch.nn.Linear
-            del module.split_parts
+            vars(module).pop("split_parts", None)
+            vars(module).pop("packed", None)
 
 
 def wanted_parts(threads: int | None) -> int:

@@ -41,21 +41,23 @@ class TextEngine:
         max_batch: most concurrent generations sharing one model's forward passes (0: one `generate` per request).
         max_waiting: most requests waiting for a place in a model's batch before new ones are refused.
         threads: torch threads for generation workers (None: torch's default).
-        split_linear: on the CPU in float32, split decoding-sized linear layers across the threads.
+        split_linear: on the CPU in float32, give linear layers the faster decoding paths (models/split_linear.py).
+        pack_linear: with `split_linear`, also keep a oneDNN-packed copy of the linear weights for batches and
+            prompts, when it fits in half the memory available.
         remote: models served by external OpenAI-compatible servers, by catalog name.
     """
 
     def __init__(self, cache: ModelCache, resolver: ModelResolver, placement: Placement | Callable[[], Placement], *,
                  trust_remote_code: bool = False, max_input_tokens: int = 4096, max_batch: int = 8,
                  max_waiting: int = 64, threads: int | None = None, split_linear: bool = False,
-                 remote: RemoteTextEngine | None = None):
+                 pack_linear: bool = False, remote: RemoteTextEngine | None = None):
         self.cache = cache
         self.resolver = resolver
         self.placement = placement
         self.trust_remote_code = trust_remote_code
         self.max_input_tokens = max_input_tokens
         self.max_batch, self.max_waiting, self.threads = max_batch, max_waiting, threads
-        self.split_linear = split_linear
+        self.split_linear, self.pack_linear = split_linear, pack_linear
         self.remote = remote or RemoteTextEngine({})
 
     # -- loading ---------------------------------------------------------------------------------------------
@@ -97,10 +99,14 @@ class TextEngine:
         p = self.placement() if callable(self.placement) else self.placement
         model = AutoModelForCausalLM.from_pretrained(resolved.location, dtype=p.dtype, device_map=p.device_map, **kw)
         model.eval()
+        packed_bytes = 0
         if self.split_linear:
             parts = split_linear.wanted_parts(self.threads)
-            logger.info("%s: %d linear layers split across %d threads while decoding", resolved.name,
-                        split_linear.split_linears(model, parts), parts)
+            count = split_linear.split_linears(model, parts)
+            if self.pack_linear:
+                packed_bytes = split_linear.pack_linears(model, _packing_budget())
+            logger.info("%s: %d linear layers on the CPU decoding paths (one row split in %d, %d MB packed for "
+                        "several rows)", resolved.name, count, parts, packed_bytes >> 20)
         ctx = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         ctx = ctx or (tokenizer.model_max_length if tokenizer.model_max_length < 1e6 else 2048)
         eos = model.generation_config.eos_token_id
@@ -115,7 +121,7 @@ class TextEngine:
                                           threads=self.threads)
         omp.release_thread_pool()  # the batch's worker should own the only OpenMP pool (see models/omp.py)
         return Loaded(value=tm, task=TASK, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
-                      parameters=model.num_parameters(), memory_bytes=model.get_memory_footprint(),
+                      parameters=model.num_parameters(), memory_bytes=model.get_memory_footprint() + packed_bytes,
                       source=resolved.source)
 
     # -- generation ------------------------------------------------------------------------------------------
@@ -191,6 +197,13 @@ class TextEngine:
                 **trim: int) -> Iterator[StreamUpdate]:
         run = GenerationRun(tm, ids, params, stop or threading.Event(), stop_strings, with_probs)
         yield from run.stream(ref, start, trim)
+
+
+def _packing_budget() -> int:
+    """Bytes a packed copy of the weights may take: half of the memory available now."""
+    import psutil
+
+    return psutil.virtual_memory().available // 2
 
 
 __all__ = ["GenerationError", "GenerationStats", "InputTooLong", "ModelLoadError", "ModelNotFound",

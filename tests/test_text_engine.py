@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import torch
 
 from models.cache import ModelCache
 from models.device import choose_placement
@@ -157,3 +158,17 @@ def test_failure_mid_generation_raises_with_partial_text(engine, tiny_llama):
     finally:
         tm.model.forward = original
     assert run(engine.complete(str(tiny_llama), "the", GREEDY))[1][-1].stats.generated_tokens > 0
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+def test_cpu_decoding_paths_keep_the_text_and_count_the_packed_copy(tmp_path, models_root, tiny_llama, engine):
+    resolver = ModelResolver((models_root,), tmp_path / "converted2", HubProbe(offline=True))
+    fast = TextEngine(ModelCache(max_models=2), resolver, choose_placement("cpu", "float32"), threads=2,
+                      split_linear=True, pack_linear=True)
+    ref = str(tiny_llama)
+    assert run(fast.complete(ref, "once upon a time", GREEDY))[0] == run(engine.complete(ref, "once upon a time",
+                                                                                         GREEDY))[0]
+    plain_bytes, fast_bytes = engine.cache.memory_bytes(), fast.cache.memory_bytes()
+    model = fast.load(ref).model
+    linear_bytes = sum(m.weight.numel() * 4 for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert fast_bytes == plain_bytes + linear_bytes, "the Models tab counts the packed copy"
