@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from models.params import GenerationParams
-from models.sampling import pick_token
+from models.sampling import pick_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class BatchRequest:
     length: int = 0  # this row's real (unpadded) tokens in the cache
     next_token: int = 0
     done: bool = False
-    seen: torch.Tensor | None = None  # distinct token ids so far, for the repetition penalty
+    seen: set[int] = field(default_factory=set)  # distinct token ids so far, for the repetition penalty
     generator: torch.Generator | None = None
 
 
@@ -186,12 +186,12 @@ class Batcher:
             joining[0].out.put(("error", exc, None))
             return
         self._stack(cache)
-        for i, req in enumerate(joining):
+        for req in joining:
             req.length = len(req.ids)
-            req.seen = torch.tensor(sorted(set(req.ids)), dtype=torch.long, device=logits.device)
+            req.seen = set(req.ids)
             req.generator = torch.Generator(device=logits.device).manual_seed(req.seed)
             self._active.append(req)
-            self._emit(req, logits[i])
+        self._emit(joining, logits)
 
     def _stack(self, cache) -> None:
         if self._cache is None or not self._active:
@@ -222,26 +222,32 @@ class Batcher:
             self._active, self._cache = [], None
             return
         self._steps += 1
-        for i, req in enumerate(self._active):
+        for req in self._active:
             req.length += 1
-            self._emit(req, logits[i])
+        self._emit(self._active, logits)
 
-    def _emit(self, req: BatchRequest, logits: torch.Tensor) -> None:
+    def _emit(self, reqs: list[BatchRequest], logits: torch.Tensor) -> None:
+        """Each request's next token from its row of `logits`, picked together."""
         try:
-            token, prob = pick_token(logits, req.params, req.seen, req.generator, req.with_probs)
-        except Exception as exc:  # this request's sampling failed (say, NaN scores): only it ends
-            logger.exception("sampling failed")
-            req.done = True
-            req.out.put(("error", exc, None))
-            return
-        req.generated += 1
-        req.next_token = token
-        if req.params.repetition_penalty != 1.0 and not bool((req.seen == token).any()):
-            req.seen = torch.cat([req.seen, req.seen.new_tensor([token])])
-        req.out.put(("token", token, prob))
-        if token in self.eos or req.generated >= req.params.max_new_tokens:
-            req.done = True
-            req.out.put(("end", None, None))
+            picks = pick_tokens(logits, [r.params for r in reqs], [r.seen for r in reqs],
+                                [r.generator for r in reqs], [r.with_probs for r in reqs])
+        except Exception as exc:  # the shared part failed: no request can go on
+            picks = [exc] * len(reqs)
+        for req, pick in zip(reqs, picks):
+            if isinstance(pick, Exception):  # this request's sampling failed (say, NaN scores): only it ends
+                logger.error("sampling failed: %s", pick)
+                req.done = True
+                req.out.put(("error", pick, None))
+                continue
+            token, prob = pick
+            req.generated += 1
+            req.next_token = token
+            if req.params.repetition_penalty != 1.0:
+                req.seen.add(token)
+            req.out.put(("token", token, prob))
+            if token in self.eos or req.generated >= req.params.max_new_tokens:
+                req.done = True
+                req.out.put(("end", None, None))
 
     def _retire(self) -> None:
         """Drop finished and stopped requests from the batch and the cache, and padding nobody needs any more."""

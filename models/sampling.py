@@ -1,4 +1,4 @@
-"""Choosing the next token from one sequence's logits, the way `generate` does, with the request's own generator.
+"""Choosing the next tokens of a batch's sequences the way `generate` does, each with its request's own generator.
 
 Order as in transformers: repetition penalty, then temperature, top-k, top-p. The probability reported for a token
 is taken after the repetition penalty and before temperature and truncation (as `ProbabilityRecorder` does).
@@ -9,16 +9,6 @@ from __future__ import annotations
 import torch
 
 from models.params import GenerationParams
-
-
-def penalize(logits: torch.Tensor, seen: torch.Tensor | None, penalty: float) -> torch.Tensor:
-    """Make already seen tokens less likely: positive scores divided by `penalty`, negative ones multiplied."""
-    if penalty == 1.0 or seen is None or seen.numel() == 0:
-        return logits
-    scores = logits.clone()
-    picked = scores[seen]
-    scores[seen] = torch.where(picked < 0, picked * penalty, picked / penalty)
-    return scores
 
 
 def truncate(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -35,16 +25,42 @@ def truncate(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     return scores
 
 
-def pick_token(logits: torch.Tensor, params: GenerationParams, seen: torch.Tensor | None,
-               generator: torch.Generator | None, with_prob: bool = False) -> tuple[int, float | None]:
-    """The next token id for one sequence (1-D `logits`), and its probability when asked for."""
-    if not bool(torch.isfinite(logits).any()):
-        raise ValueError("the model returned no finite scores for this step")
-    scores = penalize(logits, seen, params.repetition_penalty)
-    probs = torch.softmax(scores, -1) if with_prob else None
-    if params.greedy:
-        token = int(torch.argmax(scores))
-    else:
-        warped = truncate(scores / params.temperature, params.top_k, params.top_p)
-        token = int(torch.multinomial(torch.softmax(warped, -1), 1, generator=generator))
-    return token, (float(probs[token]) if probs is not None else None)
+def pick_tokens(logits: torch.Tensor, params: list[GenerationParams], seen: list[set[int]],
+                generators: list[torch.Generator | None], with_probs: list[bool]) -> list[tuple[int, float | None]
+                                                                                           | Exception]:
+    """The next token (and its probability when asked for) for every row of a batch's (rows, vocabulary) `logits`.
+
+    The shared work (finiteness, repetition penalty, greedy choice) runs once over all rows. A row that cannot be
+    picked (no finite score, a sampling failure) gets its exception in place of its token, so that only its own
+    request fails.
+    """
+    rows, vocab = logits.shape
+    finite = torch.isfinite(logits).any(-1).tolist()
+    scores = logits
+    penalized = [i for i in range(rows) if params[i].repetition_penalty != 1.0 and seen[i]]
+    if penalized:  # one gather and one scatter over the flattened rows
+        scores = logits.clone()
+        flat = scores.view(-1)
+        index = torch.tensor([i * vocab + t for i in penalized for t in seen[i]], device=logits.device)
+        penalty = torch.tensor([params[i].repetition_penalty for i in penalized for _ in seen[i]],
+                               dtype=logits.dtype, device=logits.device)
+        picked = flat[index]
+        flat[index] = torch.where(picked < 0, picked * penalty, picked / penalty)
+    best = scores.argmax(-1).tolist() if any(p.greedy for p in params) else []
+    out: list[tuple[int, float | None] | Exception] = []
+    for i in range(rows):
+        if not finite[i]:
+            out.append(ValueError("the model returned no finite scores for this step"))
+            continue
+        try:
+            if params[i].greedy:
+                token = best[i]
+            else:
+                warped = truncate(scores[i] / params[i].temperature, params[i].top_k, params[i].top_p)
+                token = int(torch.multinomial(torch.softmax(warped, -1), 1, generator=generators[i]))
+            prob = float(torch.softmax(scores[i], -1)[token]) if with_probs[i] else None
+        except Exception as exc:  # noqa: BLE001 - handed to this row's request
+            out.append(exc)
+            continue
+        out.append((token, prob))
+    return out

@@ -11,7 +11,8 @@ machine over the embedded SmolLM2's 210 block layers (`/tmp` probes; whole decod
 - two rows or more (a batch decoding together, and prompts): oneDNN's inner product on a copy of the weight reordered
   once, at load, into oneDNN's blocked layout (`torch.ops.mkldnn._reorder_linear_weight`, what torch's own compiler
   uses for frozen CPU linears): 4 rows 19.5 ms vs 24.7 ms split and 47 ms with torch's `linear`, 8 rows 25 vs 45-85
-  ms, a 45-token prompt 67 vs 94 ms. One row on the packed copy took 23 ms, hence both.
+  ms, a 45-token prompt 67 vs 94 ms. One row on the packed copy took 23 ms, hence both. The copy is laid out for 4
+  rows; 2 or 3 rows are padded to 4 (a batch-2 decoding step 43 -> 40 ms; padding 5-7 rows to 8 was slower).
 
 The packed copy doubles the memory of the layers it covers, so it is made only when that fits the budget the loader
 gives (`pack_linears`); without it, rows up to MAX_ROWS are split and larger inputs keep torch's path. Results equal
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 logger = logging.getLogger(__name__)
 
 MAX_ROWS = 8  # without a packed copy, inputs of more rows (prompts) keep torch's path, faster there
+PACK_ROWS = 4  # the batch size oneDNN lays the copy out for; smaller inputs are padded up to it
 
 
 class SplitLinear(torch.nn.Linear):
@@ -46,9 +48,11 @@ class SplitLinear(torch.nn.Linear):
         if rows == 0 or x.dtype != weight.dtype:
             return F.linear(x, weight, self.bias)
         if rows > 1 and self.packed is not None:
-            out = torch.ops.mkldnn._linear_pointwise(x.reshape(rows, in_features), self.packed, self.bias, "none",
-                                                     [], "")
-            return out.view(*x.shape[:-1], out_features)
+            flat = x.reshape(rows, in_features)
+            if rows < PACK_ROWS:  # zero rows up to the size the copy was packed for: 2 rows alone were slower
+                flat = torch.cat([flat, flat.new_zeros(PACK_ROWS - rows, in_features)])
+            out = torch.ops.mkldnn._linear_pointwise(flat, self.packed, self.bias, "none", [], "")
+            return out[:rows].view(*x.shape[:-1], out_features)
         parts = self.split_parts
         if rows > MAX_ROWS or parts < 2:
             return F.linear(x, weight, self.bias)
@@ -79,7 +83,7 @@ def split_linears(model: torch.nn.Module, parts: int) -> int:
     return count
 
 
-def pack_linears(model: torch.nn.Module, budget_bytes: int, batch_hint: int = 4) -> int:
+def pack_linears(model: torch.nn.Module, budget_bytes: int) -> int:
     """Give split layers a oneDNN-packed copy of their weight, while the copies fit `budget_bytes`; returns the bytes.
 
     All or nothing: a model half packed would run its batches at two speeds for no gain in memory that matters.
@@ -93,7 +97,7 @@ def pack_linears(model: torch.nn.Module, budget_bytes: int, batch_hint: int = 4)
     try:
         with torch.no_grad():
             for module in layers:
-                module.packed = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), batch_hint)
+                module.packed = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), PACK_ROWS)
     except (RuntimeError, AttributeError) as exc:  # a torch without oneDNN's linear ops: keep the split path
         logger.warning("cannot pack linear weights with oneDNN (%s); batches use the split path", exc)
         for module in layers:

@@ -1,6 +1,7 @@
 """Batching benchmark: 1 client and N concurrent streaming clients, one `generate` per request vs the shared batch.
 
-Prints one JSON object. Same embedded model (SmolLM2-135M-Instruct), greedy, fixed prompts. Concurrent clients each
+Prints one JSON object. Same embedded model (SmolLM2-135M-Instruct), greedy, fixed prompts. One client's figures are
+measured before and after the concurrent rounds and pooled (the machine's speed drifts). Concurrent clients each
 send requests back to back, client i starting i/N of a single request's time late (users do not arrive in lockstep).
 Two aggregate figures: `all_streaming` counts the tokens that arrive while all N clients are streaming (from the last
 client's first request to the first client's last answer: N concurrent clients, new prompts joining as answers end),
@@ -79,7 +80,7 @@ def clients_round(run, clients: int, requests_each: int, new_tokens: int, stagge
     return {"aggregate_tok_s": sum(r["tokens"] for r in done) / wall, "ttft_s": [r["ttft_s"] for r in done],
             "request_s": [r["wall_s"] for r in done],
             "all_streaming_tok_s": in_window / (full_to - full_from) if full_to > full_from else 0.0,
-            "all_streaming_s": max(0.0, full_to - full_from)}
+            "all_streaming_s": max(0.0, full_to - full_from), "all_streaming_window": (full_from, full_to)}
 
 
 def engine_runner(engine, batcher):
@@ -121,24 +122,33 @@ def app_runner(url: str, tm, batcher):
     return run
 
 
-def singles(runs: dict, args) -> dict:
+def singles(runs: dict, args, warm_up: bool) -> dict[str, list[dict]]:
     """One client at a time, the modes' requests interleaved so that both see the same machine."""
-    for run in runs.values():
-        clients_round(run, 1, 1, 8, 0, 0)  # warm-up
+    if warm_up:
+        for run in runs.values():
+            clients_round(run, 1, 1, 8, 0, 0)
     done: dict[str, list[dict]] = {name: [] for name in runs}
     for k in range(args.requests):
         for name, run in runs.items():
             done[name].append(one_request(run, PROMPTS[k % len(PROMPTS)], args.new_tokens))
-    return {name: {"tok_s": sum(r["tokens"] for r in rs) / sum(r["wall_s"] for r in rs),
-                   "ttft_s": statistics.median(r["ttft_s"] for r in rs),
-                   "request_s": statistics.median(r["wall_s"] for r in rs)} for name, rs in done.items()}
+    return done
 
 
-def measure(run, single: dict, args) -> dict:
-    """N clients arriving spread out (steady state), and N arriving at the same instant, beside one client."""
-    stagger = single["request_s"] / args.clients
-    steady = clients_round(run, args.clients, args.requests, args.new_tokens, stagger, 1)
-    burst = clients_round(run, args.clients, 1, args.new_tokens, 0, 2)
+def summary(requests: list[dict]) -> dict:
+    return {"tok_s": sum(r["tokens"] for r in requests) / sum(r["wall_s"] for r in requests),
+            "ttft_s": statistics.median(r["ttft_s"] for r in requests),
+            "request_s": statistics.median(r["wall_s"] for r in requests)}
+
+
+def rounds(run, request_s: float, args) -> dict:
+    """N clients arriving spread out (steady state), and N arriving at the same instant."""
+    stagger = request_s / args.clients
+    return {"stagger_s": stagger, "steady": clients_round(run, args.clients, args.requests, args.new_tokens, stagger, 1),
+            "burst": clients_round(run, args.clients, 1, args.new_tokens, 0, 2)}
+
+
+def report(single: dict, measured: dict) -> dict:
+    steady, burst = measured["steady"], measured["burst"]
     return {
         "single_tok_s": round(single["tok_s"], 2), "single_ttft_s": round(single["ttft_s"], 3),
         "concurrent_aggregate_tok_s": round(steady["aggregate_tok_s"], 2),
@@ -146,7 +156,7 @@ def measure(run, single: dict, args) -> dict:
         "concurrent_all_streaming_s": round(steady["all_streaming_s"], 2),
         "concurrent_ttft_s_median": round(statistics.median(steady["ttft_s"]), 3),
         "concurrent_ttft_s_max": round(max(steady["ttft_s"]), 3),
-        "stagger_s": round(stagger, 2),
+        "stagger_s": round(measured["stagger_s"], 2),
         "burst_aggregate_tok_s": round(burst["aggregate_tok_s"], 2),
         "burst_ttft_s_max": round(max(burst["ttft_s"]), 3),
     }
@@ -217,9 +227,14 @@ def main() -> None:
             launch(services, demo, block=False)  # as `python app.py` does
         url = f"http://127.0.0.1:{config.port}/"
         runs = {"generate": app_runner(url, tm, None), "batched": app_runner(url, tm, batcher)}
-    single = singles(runs, args)
-    one_generate_each = measure(runs["generate"], single["generate"], args)
-    batched = measure(runs["batched"], single["batched"], args)
+    # one client before and after the concurrent rounds, so that a machine getting faster or slower meanwhile
+    # (shared hosts do) moves both sides of the ratios alike
+    before = singles(runs, args, warm_up=True)
+    measured = {name: rounds(run, summary(before[name])["request_s"], args) for name, run in runs.items()}
+    after = singles(runs, args, warm_up=False)
+    single = {name: summary(before[name] + after[name]) for name in runs}
+    one_generate_each = report(single["generate"], measured["generate"])
+    batched = report(single["batched"], measured["batched"])
     if demo is not None:
         with contextlib.redirect_stdout(sys.stderr):
             demo.close()
