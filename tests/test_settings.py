@@ -79,6 +79,13 @@ def test_split_linear_is_on_unless_turned_off(monkeypatch):
     assert not AppConfig.from_args([]).split_linear
 
 
+def test_packed_linear_copy_is_on_unless_turned_off(monkeypatch):
+    assert AppConfig.from_args([]).pack_linear
+    assert not AppConfig.from_args(["--no-packed-linear"]).pack_linear
+    monkeypatch.setenv("PLAYGROUND_NO_PACKED_LINEAR", "1")
+    assert not AppConfig.from_args([]).pack_linear
+
+
 @pytest.mark.parametrize("max_batch, slots", [(3, 3), (16, 16), (0, 8)])
 def test_every_text_event_waits_in_one_queue_sized_like_the_batch(tmp_path, models_root, max_batch, slots):
     from app import build_app
