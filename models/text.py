@@ -120,7 +120,10 @@ class TextEngine:
             tm.batcher = batching.Batcher(model, eos_ids, max_batch=self.max_batch, max_waiting=self.max_waiting,
                                           threads=self.threads)
         omp.release_thread_pool()  # the batch's worker should own the only OpenMP pool (see models/omp.py)
-        return Loaded(value=tm, task=TASK, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
+        dtype = str(model.dtype).replace("torch.", "")
+        if packed_bytes:  # the Models tab says why the memory is twice the weights'
+            dtype += f" + oneDNN-packed copy ({count} linear layers)"
+        return Loaded(value=tm, task=TASK, device=str(model.device), dtype=dtype,
                       parameters=model.num_parameters(), memory_bytes=model.get_memory_footprint() + packed_bytes,
                       source=resolved.source)
 
