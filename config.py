@@ -74,6 +74,7 @@ class AppConfig:
     max_batch: int = 8
     split_linear: bool = True
     pack_linear: bool = True
+    prefix_cache_mb: int = 256
     max_queue: int = 64
     api_keys: tuple[str, ...] = ()
     rate_limit_per_min: int = 60
@@ -88,6 +89,8 @@ class AppConfig:
             raise ValueError(f"port must be between 1 and 65535, got {self.port}")
         if self.max_loaded_models < 1:
             raise ValueError(f"max_loaded_models must be at least 1, got {self.max_loaded_models}")
+        if self.prefix_cache_mb < 0:
+            raise ValueError(f"prefix_cache_mb must be >= 0, got {self.prefix_cache_mb}")
         if self.max_batch < 0 or self.max_queue < 1:
             raise ValueError(f"max_batch must be >= 0 and max_queue >= 1, got {self.max_batch} and {self.max_queue}")
         if self.rate_limit_per_min < 0 or self.request_timeout_s <= 0:
@@ -131,6 +134,7 @@ class AppConfig:
             max_batch=args.max_batch,
             split_linear=not args.no_split_linear,
             pack_linear=not args.no_packed_linear,
+            prefix_cache_mb=args.prefix_cache_mb,
             max_queue=args.max_queue,
             api_keys=tuple(k for k in args.api_key if k),
             rate_limit_per_min=args.rate_limit,
@@ -179,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-packed-linear", action="store_true", default=_env_bool("PLAYGROUND_NO_PACKED_LINEAR"),
                    help="do not keep a oneDNN-packed copy of a CPU text model's linear weights (it speeds up batches "
                         "and prompts, and costs the weights' memory again; see models/split_linear.py)")
+    p.add_argument("--prefix-cache-mb", type=int, default=int(env("PLAYGROUND_PREFIX_CACHE_MB", "256")),
+                   help="per batched text model, memory for earlier prompts' keys and values, so that a chat's next "
+                        "message is prefilled only from where it differs (each person's own; 0: off)")
     p.add_argument("--max-queue", type=int, default=int(env("PLAYGROUND_MAX_QUEUE", "64")),
                    help="most requests waiting (per event in the UI queue, per model in the batch) before refusing")
     keys_env = [k for k in env("PLAYGROUND_API_KEYS", "").split(",") if k]

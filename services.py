@@ -51,6 +51,7 @@ def build_services(config: AppConfig) -> Services:
     text = TextEngine(cache, resolver, placement, trust_remote_code=config.trust_remote_code,
                       max_input_tokens=config.max_input_tokens, max_batch=config.max_batch,
                       split_linear=config.split_linear, pack_linear=config.pack_linear,
+                      prefix_cache_bytes=config.prefix_cache_mb << 20,
                       max_waiting=config.max_queue, threads=config.torch_threads,
                       remote=RemoteTextEngine(catalog.remote))
     embedder = default_embedder(cache, resolver)  # one MiniLM for history and collections, owned by the cache

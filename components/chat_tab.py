@@ -101,7 +101,7 @@ def stream_reply(history: Messages, message: str, system_prompt: str, model: str
     text, stats = "", {}
     with deps.registry.generation(asker.session) as stop:  # refuses (rate limit) before anything is shown
         loading = not deps.engine.is_loaded(model)
-        updates = read_ahead(deps.engine.chat(model, prompt, params, stop=stop))  # the model starts now
+        updates = read_ahead(deps.engine.chat(model, prompt, params, stop=stop, owner=asker.owner))  # starts now
         if show_question:
             yield shown, history, {}  # the question appears at once; the state changes only once a reply starts
         if loading:

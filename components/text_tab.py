@@ -67,7 +67,7 @@ def generate(prompt: str, stop_strings: str, model: str, show_probs: bool, tempe
     with deps.registry.generation(asker.session) as stop:
         try:
             for batch in read_ahead(deps.engine.complete(model, prompt, params, stop_strings=stops, stop=stop,
-                                                         with_probs=bool(show_probs))):
+                                                         with_probs=bool(show_probs), owner=asker.owner)):
                 for update in batch:
                     text += update.delta
                     tokens.extend(update.tokens)

@@ -9,19 +9,25 @@ output queue, which receives the same ("token" | "end" | "error", value, probabi
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import logging
 import queue
 import threading
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 
 import torch
 
 from models.params import GenerationParams
+from models.prefix_cache import Prefix, PrefixCache
 from models.sampling import pick_tokens
 
 logger = logging.getLogger(__name__)
+
+
+_LIVE: weakref.WeakSet[Batcher] = weakref.WeakSet()  # closed at exit, see `Batcher.close`
 
 
 class QueueFull(RuntimeError):
@@ -39,8 +45,11 @@ class BatchRequest:
     seed: int
     stop: threading.Event
     with_probs: bool = False
+    owner: str = ""  # whose cached prompt starts this request may reuse (see models/prefix_cache.py)
     out: queue.Queue = field(default_factory=queue.Queue)
     generated: int = 0
+    tokens: list[int] = field(default_factory=list)  # generated so far
+    failed: bool = False
     length: int = 0  # this row's real (unpadded) tokens in the cache
     next_token: int = 0
     done: bool = False
@@ -55,6 +64,7 @@ class BatchStats:
     max_batch: int
     steps: int
     served: int
+    reused_tokens: int = 0  # prompt tokens not prefilled again thanks to the prefix cache
 
 
 class Batcher:
@@ -66,10 +76,12 @@ class Batcher:
         max_batch: most sequences in one forward pass; further requests wait in order.
         max_waiting: most requests waiting for a place; more are refused with `QueueFull`.
         threads: torch threads for the worker (OpenMP keeps the count per OS thread); None leaves torch's default.
+        prefix_bytes: memory for keys and values of earlier prompts, reused by prompts of the same owner that start
+            the same way (0: every prompt is prefilled whole).
     """
 
     def __init__(self, model, eos_ids: list[int], *, max_batch: int = 8, max_waiting: int = 64,
-                 threads: int | None = None):
+                 threads: int | None = None, prefix_bytes: int = 0):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.model = model
@@ -83,15 +95,20 @@ class Batcher:
         self._cache = None
         self._thread: threading.Thread | None = None
         self._steps = self._served = 0
+        self._closing = False
+        self.prefixes = PrefixCache(prefix_bytes)
+        _LIVE.add(self)
 
     # -- the caller's side ----------------------------------------------------------------------------------
     def submit(self, ids: list[int], params: GenerationParams, seed: int, stop: threading.Event,
-               with_probs: bool = False) -> BatchRequest:
+               with_probs: bool = False, owner: str = "") -> BatchRequest:
         """Queue a generation; its tokens arrive on the returned request's `out` queue."""
         if not ids:
             raise ValueError("the prompt has no tokens")
-        req = BatchRequest(ids=list(ids), params=params, seed=seed, stop=stop, with_probs=with_probs)
+        req = BatchRequest(ids=list(ids), params=params, seed=seed, stop=stop, with_probs=with_probs, owner=owner)
         with self._cond:
+            if self._closing:
+                raise RuntimeError("the model is shutting down")
             if len(self._waiting) >= self.max_waiting:
                 raise QueueFull(f"{len(self._waiting)} requests are already waiting for this model (the limit is "
                                 f"{self.max_waiting}); try again in a moment")
@@ -102,10 +119,23 @@ class Batcher:
             self._cond.notify()
         return req
 
+    def close(self, timeout: float = 5.0) -> None:
+        """End every request (they get an error saying why) and wait for the worker to leave torch's code.
+
+        Run at interpreter exit: a daemon thread still inside a torch operation when Python finalizes is ended by
+        the C++ runtime with an abort ("terminate called without an active exception").
+        """
+        with self._cond:
+            self._closing = True
+            thread = self._thread
+            self._cond.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
     def stats(self) -> BatchStats:
         with self._cond:
             return BatchStats(running=len(self._active), waiting=len(self._waiting), max_batch=self.max_batch,
-                              steps=self._steps, served=self._served)
+                              steps=self._steps, served=self._served, reused_tokens=self.prefixes.reused_tokens)
 
     def position(self, req: BatchRequest) -> int:
         """0 when the request is running (or done), else its place among those waiting (1 = next)."""
@@ -134,6 +164,12 @@ class Batcher:
 
     def _loop_once(self) -> bool:
         with self._cond:
+            if self._closing:
+                for req in [*self._active, *self._waiting]:
+                    req.out.put(("error", RuntimeError("the model is shutting down"), None))
+                self._active, self._cache, self._thread = [], None, None
+                self._waiting.clear()
+                return False
             if not self._waiting and not self._active:
                 self._thread, self._cache = None, None  # the next submit starts a fresh worker
                 return False
@@ -158,18 +194,37 @@ class Batcher:
         return out.logits[:, -1, :].float()
 
     def _admit(self, joining: list[BatchRequest]) -> None:
-        """Prefill the newcomers together and stack their cache onto the batch's; one failure fails only its own."""
+        """Prefill the newcomers and stack their cache onto the batch's; one failure fails only its own.
+
+        A newcomer whose prompt starts like one its owner sent before is prefilled alone, from where it differs;
+        the others together.
+        """
+        fresh = []
+        for req in joining:
+            prefix = self.prefixes.find(req.owner, req.ids) if self.prefixes.max_bytes else None
+            if prefix is None:
+                fresh.append(req)
+            else:
+                self._prefill([req], prefix)
+        if fresh:
+            self._prefill(fresh, None)
+
+    def _prefill(self, joining: list[BatchRequest], prefix: Prefix | None) -> None:
         from transformers import DynamicCache
 
-        width = max(len(r.ids) for r in joining)
+        start = prefix.length if prefix is not None else 0  # only with a single newcomer
+        width = max(len(r.ids) for r in joining) - start
         ids = torch.full((len(joining), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(joining), width), dtype=torch.long)
         for i, req in enumerate(joining):
-            ids[i, width - len(req.ids):] = torch.tensor(req.ids)
-            mask[i, width - len(req.ids):] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            ids[i, width - len(req.ids) + start:] = torch.tensor(req.ids[start:])
+            mask[i, width - len(req.ids) + start:] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0) + start
         cache = DynamicCache()
         device = self.model.device
+        if prefix is not None:
+            for layer, (keys, values) in enumerate(prefix.layers):
+                cache.update(keys.to(device), values.to(device), layer)
         padded = bool((mask == 0).any())
         try:
             logits = self._forward(ids.to(device), mask.to(device) if padded else None, positions.to(device), cache)
@@ -179,12 +234,18 @@ class Batcher:
         except Exception as exc:
             if len(joining) > 1:  # find the one that fails
                 for req in joining:
-                    self._admit([req])
+                    self._prefill([req], None)
                 return
             logger.exception("prefill failed")
-            joining[0].done = True
+            joining[0].done = joining[0].failed = True
             joining[0].out.put(("error", exc, None))
             return
+        if self.prefixes.max_bytes:
+            total = cache.get_seq_length()
+            for i, req in enumerate(joining):
+                self.prefixes.put(req.owner, req.ids, [(layer.keys[i:i + 1, :, total - len(req.ids):],
+                                                        layer.values[i:i + 1, :, total - len(req.ids):])
+                                                       for layer in cache.layers])
         self._stack(cache)
         for req in joining:
             req.length = len(req.ids)
@@ -217,7 +278,7 @@ class Batcher:
         except Exception as exc:  # the shared pass failed: every running request gets the error
             logger.exception("batched decoding step failed")
             for req in self._active:
-                req.done = True
+                req.done = req.failed = True
                 req.out.put(("error", exc, None))
             self._active, self._cache = [], None
             return
@@ -236,12 +297,13 @@ class Batcher:
         for req, pick in zip(reqs, picks):
             if isinstance(pick, Exception):  # this request's sampling failed (say, NaN scores): only it ends
                 logger.error("sampling failed: %s", pick)
-                req.done = True
+                req.done = req.failed = True
                 req.out.put(("error", pick, None))
                 continue
             token, prob = pick
             req.generated += 1
             req.next_token = token
+            req.tokens.append(token)
             if req.params.repetition_penalty != 1.0:
                 req.seen.add(token)
             req.out.put(("token", token, prob))
@@ -261,6 +323,13 @@ class Batcher:
         if len(keep) == len(self._active):
             return
         self._served += len(self._active) - len(keep)
+        if self.prefixes.max_bytes:  # the prompt and the reply (but its last token, not run yet): a chat's next start
+            width = self._cache.get_seq_length()
+            for i, req in enumerate(self._active):
+                if i not in keep and not req.failed and req.length:
+                    self.prefixes.put(req.owner, req.ids + req.tokens[:-1],
+                                      [(layer.keys[i:i + 1, :, width - req.length:],
+                                        layer.values[i:i + 1, :, width - req.length:]) for layer in self._cache.layers])
         self._active = [self._active[i] for i in keep]
         if not self._active:
             self._cache = None
@@ -306,3 +375,9 @@ def probe(model) -> bool:
         logger.info("%s runs without batching: %s", type(model).__name__, exc)
         return False
     return True
+
+
+@atexit.register
+def _close_all() -> None:
+    for batcher in list(_LIVE):
+        batcher.close()

@@ -40,7 +40,8 @@ class TextModel:
         if self.batcher is None:
             return "one generate() per request"
         s = self.batcher.stats()
-        return f"{s.running} running, {s.waiting} waiting (batch of up to {s.max_batch}; {s.served} served)"
+        reused = f"; {s.reused_tokens} prompt tokens reused" if s.reused_tokens else ""
+        return f"{s.running} running, {s.waiting} waiting (batch of up to {s.max_batch}; {s.served} served{reused})"
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,12 @@ class GenerationRun:
         stop: set it to end generation at the next token; the run sets it too when the consumer goes away.
         stop_strings: generation ends when the text reaches one of these (not included in the output).
         with_probs: record each token's probability.
+        owner: who asks (a person, an API key): in a batch, only their own earlier prompts are reused.
     """
 
     def __init__(self, tm: TextModel, ids: list[int], params: GenerationParams, stop: threading.Event,
-                 stop_strings: tuple[str, ...] = (), with_probs: bool = False):
-        self.tm, self.ids, self.params, self.stop = tm, ids, params, stop
+                 stop_strings: tuple[str, ...] = (), with_probs: bool = False, owner: str = ""):
+        self.tm, self.ids, self.params, self.stop, self.owner = tm, ids, params, stop, owner
         self.stop_strings = tuple(s for s in stop_strings if s)
         self.with_probs = with_probs
         self.seed = params.seed if params.seed >= 0 else random.randrange(2**31)
@@ -110,7 +112,7 @@ class GenerationRun:
 
     def _start(self):
         if self.tm.batcher is not None:
-            return self.tm.batcher.submit(self.ids, self.params, self.seed, self.stop, self.with_probs)
+            return self.tm.batcher.submit(self.ids, self.params, self.seed, self.stop, self.with_probs, self.owner)
         import torch
 
         from models.streaming import ProbabilityRecorder, QueueStreamer

@@ -44,13 +44,15 @@ class TextEngine:
         split_linear: on the CPU in float32, give linear layers the faster decoding paths (models/split_linear.py).
         pack_linear: with `split_linear`, also keep a oneDNN-packed copy of the linear weights for batches and
             prompts, when it fits in half the memory available.
+        prefix_cache_bytes: per batched model, memory for the keys and values of earlier prompts, so that a chat's
+            next message is prefilled only from where it differs (models/prefix_cache.py; 0: off).
         remote: models served by external OpenAI-compatible servers, by catalog name.
     """
 
     def __init__(self, cache: ModelCache, resolver: ModelResolver, placement: Placement | Callable[[], Placement], *,
                  trust_remote_code: bool = False, max_input_tokens: int = 4096, max_batch: int = 8,
                  max_waiting: int = 64, threads: int | None = None, split_linear: bool = False,
-                 pack_linear: bool = False, remote: RemoteTextEngine | None = None):
+                 pack_linear: bool = False, prefix_cache_bytes: int = 0, remote: RemoteTextEngine | None = None):
         self.cache = cache
         self.resolver = resolver
         self.placement = placement
@@ -58,6 +60,7 @@ class TextEngine:
         self.max_input_tokens = max_input_tokens
         self.max_batch, self.max_waiting, self.threads = max_batch, max_waiting, threads
         self.split_linear, self.pack_linear = split_linear, pack_linear
+        self.prefix_cache_bytes = prefix_cache_bytes
         self.remote = remote or RemoteTextEngine({})
 
     # -- loading ---------------------------------------------------------------------------------------------
@@ -118,7 +121,7 @@ class TextEngine:
                            do_sample=False, pad_token_id=eos_ids[0] if eos_ids else None)
         if self.max_batch > 0 and batching.probe(model):
             tm.batcher = batching.Batcher(model, eos_ids, max_batch=self.max_batch, max_waiting=self.max_waiting,
-                                          threads=self.threads)
+                                          threads=self.threads, prefix_bytes=self.prefix_cache_bytes)
         omp.release_thread_pool()  # the batch's worker should own the only OpenMP pool (see models/omp.py)
         dtype = str(model.dtype).replace("torch.", "")
         if packed_bytes:  # the Models tab says why the memory is twice the weights'
@@ -131,10 +134,11 @@ class TextEngine:
     @gpu
     def chat(self, ref: str, messages: list[dict], params: GenerationParams,
              stop: threading.Event | None = None, with_probs: bool = False,
-             stop_strings: tuple[str, ...] = ()) -> Iterator[StreamUpdate]:
+             stop_strings: tuple[str, ...] = (), owner: str = "") -> Iterator[StreamUpdate]:
         """Stream the assistant's reply to `messages` (role/content dicts, optionally led by a system message).
 
         The oldest turns are dropped when the conversation does not fit; the final update's stats say how many.
+        `owner` (a person, an API key) scopes the reuse of earlier prompts' keys and values to their own.
         """
         if ref in self.remote:  # the remote server applies its own template and context limit
             yield from self.remote.chat(ref, messages, params, stop, with_probs, stop_strings)
@@ -142,12 +146,13 @@ class TextEngine:
         with self.cache.use(ref, lambda: self._load(ref, None)) as tm:
             start = time.perf_counter()
             ids, trimmed = self._chat_ids(tm, messages, params.max_new_tokens)
-            yield from self._stream(ref, tm, ids, params, stop, stop_strings, with_probs, start,
+            yield from self._stream(ref, tm, ids, params, stop, stop_strings, with_probs, start, owner,
                                     trimmed_messages=trimmed)
 
     @gpu
     def complete(self, ref: str, prompt: str, params: GenerationParams, stop_strings: tuple[str, ...] = (),
-                 stop: threading.Event | None = None, with_probs: bool = False) -> Iterator[StreamUpdate]:
+                 stop: threading.Event | None = None, with_probs: bool = False,
+                 owner: str = "") -> Iterator[StreamUpdate]:
         """Stream a raw continuation of `prompt`; a prompt longer than the budget keeps its last tokens."""
         if ref in self.remote:
             yield from self.remote.complete(ref, prompt, params, stop_strings, stop, with_probs)
@@ -157,7 +162,7 @@ class TextEngine:
             ids = tm.tokenizer(prompt, add_special_tokens=True).input_ids
             budget = self._budget(tm, params.max_new_tokens)
             cut = max(0, len(ids) - budget)
-            yield from self._stream(ref, tm, ids[cut:], params, stop, stop_strings, with_probs, start,
+            yield from self._stream(ref, tm, ids[cut:], params, stop, stop_strings, with_probs, start, owner,
                                     trimmed_prompt_tokens=cut)
 
     def is_loaded(self, ref: str) -> bool:
@@ -197,8 +202,8 @@ class TextEngine:
 
     def _stream(self, ref: str, tm: TextModel, ids: list[int], params: GenerationParams,
                 stop: threading.Event | None, stop_strings: tuple[str, ...], with_probs: bool, start: float,
-                **trim: int) -> Iterator[StreamUpdate]:
-        run = GenerationRun(tm, ids, params, stop or threading.Event(), stop_strings, with_probs)
+                owner: str = "", **trim: int) -> Iterator[StreamUpdate]:
+        run = GenerationRun(tm, ids, params, stop or threading.Event(), stop_strings, with_probs, owner)
         yield from run.stream(ref, start, trim)
 
 

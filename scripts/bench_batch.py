@@ -7,7 +7,9 @@ Two aggregate figures: `all_streaming` counts the tokens that arrive while all N
 client's first request to the first client's last answer: N concurrent clients, new prompts joining as answers end),
 `aggregate` all tokens over the whole round, including the arrivals and departures when fewer than N run. A burst
 round, where all N arrive at the same instant, is reported too: there the last first token waits for all N prefills,
-which on a CPU cost N times one.
+which on a CPU cost N times one. Each client is its own owner for the prefix cache (its requests reuse the chat
+template's system prompt, never another client's); through the app every request is a fresh session, so nothing is
+reused there.
 
     python scripts/bench_batch.py [--threads 1] [--clients 4] [--new-tokens 64] [--requests 3]
     python scripts/bench_batch.py --via app   # the same through a running app's /chat endpoint (gradio_client)
@@ -42,8 +44,8 @@ PROMPTS = [
 ]
 
 
-def one_request(run, prompt: str, new_tokens: int) -> dict:
-    counts = run(prompt, new_tokens)  # the app runner connects its client here, before the clock starts
+def one_request(run, prompt: str, new_tokens: int, owner: str = "client0") -> dict:
+    counts = run(prompt, new_tokens, owner)  # the app runner connects its client here, before the clock starts
     start = time.perf_counter()
     first, tokens, arrivals = None, 0, []
     for n in counts:
@@ -64,7 +66,8 @@ def clients_round(run, clients: int, requests_each: int, new_tokens: int, stagge
     def client(i: int) -> None:
         time.sleep(i * stagger_s)
         for k in range(requests_each):
-            results[i].append(one_request(run, PROMPTS[(offset + i + k * clients) % len(PROMPTS)], new_tokens))
+            results[i].append(one_request(run, PROMPTS[(offset + i + k * clients) % len(PROMPTS)], new_tokens,
+                                          owner=f"client{i}"))
 
     start = time.perf_counter()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
@@ -89,11 +92,11 @@ def engine_runner(engine, batcher):
 
     tm = engine.load(MODEL)
 
-    def run(prompt: str, new_tokens: int):
+    def run(prompt: str, new_tokens: int, owner: str):
         tm.batcher = batcher
         params = GenerationParams(temperature=0, max_new_tokens=new_tokens, repetition_penalty=1.1)
         n = 0
-        for update in engine.chat(MODEL, [{"role": "user", "content": prompt}], params):
+        for update in engine.chat(MODEL, [{"role": "user", "content": prompt}], params, owner=owner):
             if update.stats is None:
                 n += len(update.tokens)
                 yield n
@@ -104,7 +107,7 @@ def app_runner(url: str, tm, batcher):
     """Requests through the running app's /chat; `batcher` None makes the app run one generate() per request."""
     from gradio_client import Client
 
-    def run(prompt: str, new_tokens: int):
+    def run(prompt: str, new_tokens: int, owner: str):  # the app's owner is the fresh session
         tm.batcher = batcher
         client = Client(url, verbose=False)  # a fresh session (and conversation) per request
 

@@ -194,13 +194,13 @@ def build_router(deps: ApiDeps) -> APIRouter:
     @router.post("/chat/completions")
     async def chat_completions(body: ChatBody, request: Request):
         try:
-            caller(request, deps)
+            owner = "api:" + caller(request, deps)
             messages = chat_messages(body.messages)
             check_chars(sum(len(m["content"]) for m in messages), deps.max_input_chars)
             params = generation_params(body, deps.max_new_tokens, body.max_completion_tokens or body.max_tokens)
             model, stop = body.model or deps.catalog.default("chat"), threading.Event()
             stream = deps.text.chat(model, messages, params, stop=stop, with_probs=body.logprobs,
-                                    stop_strings=stop_strings(body.stop))
+                                    stop_strings=stop_strings(body.stop), owner=owner)
             run, first = await start_run(stream, stop, deps)
         except Exception as exc:
             return error_response(exc)
@@ -240,13 +240,13 @@ def build_router(deps: ApiDeps) -> APIRouter:
     @router.post("/completions")
     async def completions(body: CompletionBody, request: Request):
         try:
-            caller(request, deps)
+            owner = "api:" + caller(request, deps)
             prompt = single_prompt(body.prompt)
             check_chars(len(prompt), deps.max_input_chars)
             params = generation_params(body, deps.max_new_tokens, body.max_tokens)
             model, stop = body.model or deps.catalog.default("text-generation"), threading.Event()
             stream = deps.text.complete(model, prompt, params, stop_strings=stop_strings(body.stop), stop=stop,
-                                        with_probs=body.logprobs is not None)
+                                        with_probs=body.logprobs is not None, owner=owner)
             run, first = await start_run(stream, stop, deps)
         except Exception as exc:
             return error_response(exc)

@@ -132,3 +132,18 @@ def test_waiting_requests_are_limited_and_told_their_place(model):
         stop.set()
     for req in [running, *waiting]:
         collect(req)
+
+
+def test_closing_ends_every_request_and_waits_for_the_worker(model):
+    batcher = Batcher(model, [], max_batch=1)
+    long = GenerationParams(temperature=0, max_new_tokens=2000, repetition_penalty=1.0)
+    running = batcher.submit(PROMPTS[0], long, seed=0, stop=threading.Event())
+    waiting = batcher.submit(PROMPTS[1], long, seed=0, stop=threading.Event())
+    assert running.out.get(timeout=30)[0] == "token"
+    batcher.close()
+    assert batcher._thread is None, "the worker has left"
+    for req in (running, waiting):
+        with pytest.raises(RuntimeError, match="shutting down"):
+            collect(req)
+    with pytest.raises(RuntimeError, match="shutting down"):
+        batcher.submit(PROMPTS[0], GREEDY, seed=0, stop=threading.Event())

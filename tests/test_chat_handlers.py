@@ -209,3 +209,14 @@ def test_a_generation_past_the_time_limit_is_stopped_with_a_warning(monkeypatch)
     assert stats["finish_reason"] == "stop" and 0 < stats["generated_tokens"] < 100
     assert history[-1]["content"]  # what arrived before the limit is kept
     assert any("time limit of 0.3 s" in w for w in warnings)
+
+
+def test_the_engine_hears_who_asks_so_cached_prompts_stay_theirs():
+    from playground_index import owner_of
+
+    engine = FakeTextEngine()
+    ann, bob = SimpleNamespace(username="ann", session_hash="s1"), SimpleNamespace(username="bob", session_hash="s2")
+    list(chat_tab.chat("hi", [], "", MODEL, *VALUES, request=ann, deps=deps(engine)))
+    list(text_tab.generate("Once", "", MODEL, False, *VALUES, request=bob,
+                           deps=TextDeps(engine=engine, registry=StopRegistry(), max_new_tokens=512)))
+    assert [c["owner"] for c in engine.calls] == [owner_of(ann, ""), owner_of(bob, "")] == ["user:ann", "user:bob"]

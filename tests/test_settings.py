@@ -79,6 +79,15 @@ def test_split_linear_is_on_unless_turned_off(monkeypatch):
     assert not AppConfig.from_args([]).split_linear
 
 
+def test_prefix_cache_size_from_flag_and_env(monkeypatch):
+    assert AppConfig.from_args([]).prefix_cache_mb == 256
+    assert AppConfig.from_args(["--prefix-cache-mb", "0"]).prefix_cache_mb == 0
+    monkeypatch.setenv("PLAYGROUND_PREFIX_CACHE_MB", "64")
+    assert AppConfig.from_args([]).prefix_cache_mb == 64
+    with pytest.raises(ValueError, match="prefix_cache_mb must be >= 0, got -1"):
+        AppConfig(prefix_cache_mb=-1)
+
+
 def test_packed_linear_copy_is_on_unless_turned_off(monkeypatch):
     assert AppConfig.from_args([]).pack_linear
     assert not AppConfig.from_args(["--no-packed-linear"]).pack_linear

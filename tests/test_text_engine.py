@@ -174,3 +174,20 @@ def test_cpu_decoding_paths_keep_the_text_and_count_the_packed_copy(tmp_path, mo
     assert fast_bytes == plain_bytes + linear_bytes, "the Models tab counts the packed copy"
     (row,) = [r for r in fast.cache.rows() if r.key == ref]
     assert row.dtype.startswith("float32 + oneDNN-packed copy"), row.dtype
+
+
+def test_a_chats_next_message_reuses_its_owners_conversation_only(tmp_path, models_root, tiny_llama, engine):
+    resolver = ModelResolver((models_root,), tmp_path / "converted3", HubProbe(offline=True))
+    cached = TextEngine(ModelCache(max_models=2), resolver, choose_placement("cpu", "float32"),
+                        prefix_cache_bytes=64 << 20)
+    ref = str(tiny_llama)
+    first = [{"role": "user", "content": "hello there, please tell me a long story about a dragon"}]
+    reply = run(cached.chat(ref, first, GREEDY, owner="ann"))[0]
+    follow_up = [*first, {"role": "assistant", "content": reply}, {"role": "user", "content": "and then?"}]
+    batcher = cached.load(ref).batcher
+    assert batcher is not None and batcher.stats().reused_tokens == 0
+    assert run(cached.chat(ref, follow_up, GREEDY, owner="ann"))[0] == run(engine.chat(ref, follow_up, GREEDY))[0]
+    reused = batcher.stats().reused_tokens
+    assert reused >= 16, "the first exchange's tokens were not prefilled again"
+    assert run(cached.chat(ref, follow_up, GREEDY, owner="bob"))[0] == run(engine.chat(ref, follow_up, GREEDY))[0]
+    assert batcher.stats().reused_tokens == reused, "another person's conversation is never reused"
