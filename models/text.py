@@ -125,7 +125,7 @@ class TextEngine:
         omp.release_thread_pool()  # the batch's worker should own the only OpenMP pool (see models/omp.py)
         dtype = str(model.dtype).replace("torch.", "")
         if packed_bytes:  # the Models tab says why the memory is twice the weights'
-            dtype += f" + oneDNN-packed copy ({count} linear layers)"
+            dtype += " + packed copy"
         return Loaded(value=tm, task=TASK, device=str(model.device), dtype=dtype,
                       parameters=model.num_parameters(), memory_bytes=model.get_memory_footprint() + packed_bytes,
                       source=resolved.source)

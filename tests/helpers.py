@@ -51,6 +51,18 @@ def build_tiny_llama(folder: Path, context: int = 2048, seed: int = 0, init_rang
     return folder
 
 
+def sharp_llama(seed: int = 0, context: int = 2048):
+    """A tiny random Llama in memory whose weights are large enough that attention is sharp: a wrong position, mask
+    or cache row changes its greedy tokens."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=context, initializer_range=0.3)
+    return LlamaForCausalLM(cfg).eval()
+
+
 def make_config(tmp_path: Path, models_root: Path, **overrides) -> AppConfig:
     values = dict(data_dir=tmp_path / "data", allowed_dirs=(models_root,), offline=True, preload=False,
                   port=free_port(), max_new_tokens=512, rate_limit_per_min=1000)

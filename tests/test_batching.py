@@ -8,6 +8,7 @@ import time
 import pytest
 import torch
 
+from helpers import sharp_llama
 from models.batching import Batcher, QueueFull, probe
 from models.params import GenerationParams
 
@@ -17,13 +18,7 @@ PROMPTS = [[5, 9, 14, 3], [7, 7, 21, 30, 2, 11, 40, 8, 19], [12], [33, 6, 17, 25
 
 @pytest.fixture(scope="module")
 def model():
-    """Random, but with weights large enough that attention is sharp: a wrong position or mask changes tokens."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=2048, initializer_range=0.3)
-    return LlamaForCausalLM(cfg).eval()
+    return sharp_llama()
 
 
 def collect(req, timeout: float = 30) -> list[int]:

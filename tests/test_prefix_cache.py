@@ -7,6 +7,7 @@ import threading
 import pytest
 import torch
 
+from helpers import sharp_llama
 from models.batching import Batcher
 from models.params import GenerationParams
 from models.prefix_cache import MIN_TOKENS, PrefixCache
@@ -53,12 +54,7 @@ def test_a_longer_version_replaces_its_start_and_memory_stays_bounded():
 
 @pytest.fixture(scope="module")
 def model():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=2048, initializer_range=0.3)
-    return LlamaForCausalLM(cfg).eval()
+    return sharp_llama()
 
 
 def run(batcher: Batcher, ids: list[int], owner: str) -> list[int]:

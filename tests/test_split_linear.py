@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import sharp_llama
 from models.batching import Batcher
 from models.params import GenerationParams
 from models.split_linear import MAX_ROWS, SplitLinear, pack_linears, split_linears, unsplit_linears, wanted_parts
@@ -17,12 +18,7 @@ GREEDY = GenerationParams(temperature=0, max_new_tokens=20, repetition_penalty=1
 
 
 def sharp_model(seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.3)
-    return LlamaForCausalLM(cfg).eval()
+    return sharp_llama(seed, context=512)
 
 
 @pytest.mark.parametrize("bias", [False, True])
