@@ -65,6 +65,7 @@ class BatchStats:
     steps: int
     served: int
     reused_tokens: int = 0  # prompt tokens not prefilled again thanks to the prefix cache
+    prefix_bytes: int = 0  # what the prefix cache holds now
 
 
 class Batcher:
@@ -135,7 +136,8 @@ class Batcher:
     def stats(self) -> BatchStats:
         with self._cond:
             return BatchStats(running=len(self._active), waiting=len(self._waiting), max_batch=self.max_batch,
-                              steps=self._steps, served=self._served, reused_tokens=self.prefixes.reused_tokens)
+                              steps=self._steps, served=self._served, reused_tokens=self.prefixes.reused_tokens,
+                              prefix_bytes=self.prefixes.bytes)
 
     def position(self, req: BatchRequest) -> int:
         """0 when the request is running (or done), else its place among those waiting (1 = next)."""

@@ -40,7 +40,8 @@ class TextModel:
         if self.batcher is None:
             return "one generate() per request"
         s = self.batcher.stats()
-        reused = f"; {s.reused_tokens} prompt tokens reused" if s.reused_tokens else ""
+        reused = (f"; {s.reused_tokens} prompt tokens reused, prefix cache {s.prefix_bytes / 2**20:.0f} MB"
+                  if s.reused_tokens else "")
         return f"{s.running} running, {s.waiting} waiting (batch of up to {s.max_batch}; {s.served} served{reused})"
 
 

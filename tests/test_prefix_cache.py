@@ -81,6 +81,7 @@ def test_a_conversations_next_prompt_is_prefilled_from_where_it_differs(model, m
     assert run(cached, follow_up, "ann") == run(plain, follow_up, "ann"), "same tokens as a whole prefill"
     assert widths[0] == 3, f"only the new message's tokens are prefilled, got {widths[0]}"
     assert cached.stats().reused_tokens == len(first) + len(reply) - 1
+    assert cached.stats().prefix_bytes == cached.prefixes.bytes > 0, "the Models tab shows what the cache holds"
 
     widths.clear()
     assert run(cached, first, "ann") == reply and widths[0] == 1, "the same prompt again: only its last token"
