@@ -8,8 +8,7 @@ client's first request to the first client's last answer: N concurrent clients, 
 `aggregate` all tokens over the whole round, including the arrivals and departures when fewer than N run. A burst
 round, where all N arrive at the same instant, is reported too: there the last first token waits for all N prefills,
 which on a CPU cost N times one. Each client is its own owner for the prefix cache (its requests reuse the chat
-template's system prompt, never another client's); through the app every request is a fresh session, so nothing is
-reused there.
+template's system prompt, never another client's); through the app each client is one visitor (see `app_runner`).
 
     python scripts/bench_batch.py [--threads 1] [--clients 4] [--new-tokens 64] [--requests 3]
     python scripts/bench_batch.py --via app   # the same through a running app's /chat endpoint (gradio_client)
@@ -104,12 +103,25 @@ def engine_runner(engine, batcher):
 
 
 def app_runner(url: str, tm, batcher):
-    """Requests through the running app's /chat; `batcher` None makes the app run one generate() per request."""
+    """Requests through the running app's /chat; `batcher` None makes the app run one generate() per request.
+
+    Each simulated person is one visitor, as in bench_text.py: one `gradio_client.Client` (one gradio session, which
+    a browser also sets up once per page load; the app's prefix-cache owner), "New chat" (`/clear`) before each
+    request, untimed, and `ssl_verify=False` on this plain-http URL (with it, httpx reads the CA bundle on every
+    call, a cost of the client process, not of the app).
+    """
     from gradio_client import Client
 
-    def run(prompt: str, new_tokens: int, owner: str):  # the app's owner is the fresh session
+    visitors: dict[str, Client] = {}
+    lock = threading.Lock()
+
+    def run(prompt: str, new_tokens: int, owner: str):
         tm.batcher = batcher
-        client = Client(url, verbose=False)  # a fresh session (and conversation) per request
+        with lock:
+            if owner not in visitors:
+                visitors[owner] = Client(url, verbose=False, ssl_verify=False)
+            client = visitors[owner]
+        client.predict(api_name="/clear")  # a fresh conversation each time
 
         def counts():
             job = client.submit(message=prompt, model=MODEL, temperature=0, repetition_penalty=1.1,
