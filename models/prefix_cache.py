@@ -49,11 +49,11 @@ class PrefixCache:
 
     def find(self, owner: str, ids: list[int]) -> Prefix | None:
         """The longest cached start of `ids` for `owner`, leaving at least one token to prefill; None if too short."""
-        best_key, best = None, 0
+        best_key, best, tokens = None, 0, tuple(ids)
         for key in self._entries:
             if key[0] != owner:
                 continue
-            shared = len(os.path.commonprefix([key[1], tuple(ids)]))
+            shared = len(os.path.commonprefix([key[1], tokens]))
             if shared > best:
                 best_key, best = key, shared
         best = min(best, len(ids) - 1)  # the last prompt token is run again for its scores
@@ -78,7 +78,7 @@ class PrefixCache:
         while len(owned) >= self.max_entries:
             self._drop(owned.pop(0))
         kept = [(k.clone(), v.clone()) for k, v in layers]
-        size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kept)
+        size = _nbytes(kept)
         if size > self.max_bytes:
             return
         while self._bytes + size > self.max_bytes:
@@ -87,5 +87,8 @@ class PrefixCache:
         self._bytes += size
 
     def _drop(self, key: tuple[str, tuple[int, ...]]) -> None:
-        layers = self._entries.pop(key)
-        self._bytes -= sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)
+        self._bytes -= _nbytes(self._entries.pop(key))
+
+
+def _nbytes(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
+    return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)

@@ -82,7 +82,7 @@ def clients_round(run, clients: int, requests_each: int, new_tokens: int, stagge
     return {"aggregate_tok_s": sum(r["tokens"] for r in done) / wall, "ttft_s": [r["ttft_s"] for r in done],
             "request_s": [r["wall_s"] for r in done],
             "all_streaming_tok_s": in_window / (full_to - full_from) if full_to > full_from else 0.0,
-            "all_streaming_s": max(0.0, full_to - full_from), "all_streaming_window": (full_from, full_to)}
+            "all_streaming_s": max(0.0, full_to - full_from)}
 
 
 def engine_runner(engine, batcher):
