@@ -17,6 +17,7 @@ from playground_index import KINDS, EmptyQuery, HistoryStore, new_browser_id, ow
 from playground_index.owners import valid_browser_id
 
 HEADERS = ["id", "when", "kind", "model", "prompt", "output"]
+WIDTHS = ["5%", "14%", "9%", "17%", "25%", "30%"]  # the output in view, wrapped
 ALL = "all"
 PREVIEW = 120
 USER_ERRORS = (ValueError, LookupError)
@@ -175,7 +176,8 @@ def _layout() -> dict[str, Any]:
         ui["from"] = gr.Textbox(label="From (YYYY-MM-DD)")
         ui["to"] = gr.Textbox(label="To (YYYY-MM-DD)")
         ui["list"] = gr.Button("Newest first", elem_id="history-list")
-    ui["table"] = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True, elem_id="history-table")
+    ui["table"] = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True, column_widths=WIDTHS,
+                               elem_id="history-table")
     with gr.Row():
         ui["entry"] = gr.Number(label="Entry id", precision=0, elem_id="history-entry")
         ui["open"] = gr.Button("Open")

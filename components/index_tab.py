@@ -18,7 +18,9 @@ from playground_index import CollectionIndex, DocumentError, EmptyQuery, owner_o
 from playground_index.documents import column_documents, supported_types
 from playground_index.search import MODES
 
-RESULT_HEADERS = ["rank", "score", "document", "chunk", "text", "bm25", "similarity"]
+# keyword: BM25, higher is better (SQLite's own sign is the opposite); meaning: cosine similarity of the embeddings
+RESULT_HEADERS = ["rank", "score", "document", "chunk", "text", "keyword (BM25)", "meaning"]
+RESULT_WIDTHS = ["6%", "7%", "16%", "6%", "49%", "8%", "8%"]  # the passage gets the room
 DOC_HEADERS = ["id", "document", "chunks", "embedded", "added"]
 DOC_ROWS = 500
 USER_ERRORS = (ValueError, LookupError, DatasetError)
@@ -157,8 +159,8 @@ def search_collection(name: str, query: str, mode: str, top_k: int, min_similari
         raise gr.Error(f"{exc}.") from None
     except USER_ERRORS as exc:
         raise gr.Error(str(exc)) from None
-    rows = [[i, p.score, p.document, p.chunk, p.text, p.bm25, p.similarity]
-            for i, p in enumerate(result.passages, start=1)]
+    rows = [[i, round(p.score, 3), p.document, p.chunk, p.text, None if p.bm25 is None else round(-p.bm25, 2),
+             None if p.similarity is None else round(p.similarity, 3)] for i, p in enumerate(result.passages, start=1)]
     notes = list(result.notes)
     if not rows:
         notes.append("No passage matched" + (" yet." if result.info.indexing else "."))
@@ -252,7 +254,8 @@ def _layout() -> dict[str, Any]:
         ui["top_k"] = gr.Slider(1, 50, value=5, step=1, label="Top-k")
         ui["min_sim"] = gr.Slider(-1, 1, value=0.25, step=0.05, label="Min. similarity (meaning)")
     ui["notes"] = gr.Markdown(elem_id="index-notes")
-    ui["results"] = gr.Dataframe(headers=RESULT_HEADERS, interactive=False, wrap=True, elem_id="index-results")
+    ui["results"] = gr.Dataframe(headers=RESULT_HEADERS, interactive=False, wrap=True, column_widths=RESULT_WIDTHS,
+                                  elem_id="index-results")
     ui["api_list"] = gr.JSON(visible=False)
     ui["status_api"] = gr.Button(visible=False)  # carries the /index_status endpoint
     return ui
@@ -274,7 +277,8 @@ def build(index: CollectionIndex, browser: Any, config: AppConfig, browser_id: g
                         api_visibility="private").then(bind(list_collections, index=index), owner, ui["api_list"],
                                                        api_name="index_list")
     ui["create"].click(bind(create_collection, index=index), [ui["new_name"], ui["chunk_size"], ui["overlap"], owner],
-                       [ui["collection"], ui["status"]], api_name="index_create")
+                       [ui["collection"], ui["status"]], api_name="index_create").success(
+        lambda: gr.Accordion(open=False), None, ui["new"], api_visibility="private")  # done: out of the way
     ui["delete"].click(bind(delete_collection, index=index), [ui["collection"], owner],
                        [ui["collection"], ui["status"]], api_name="index_delete")
     ui["add"].click(bind(add_documents, deps=deps), [ui["collection"], ui["files"], owner], shown,

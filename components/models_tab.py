@@ -18,6 +18,8 @@ from models.catalog import Catalog
 
 COLUMNS = ["model", "task", "device", "dtype", "parameters (M)", "memory (MB)", "load time (s)", "idle (s)",
            "in use", "source", "activity"]
+# shares of the table's width: every column in view on a laptop screen, long names and the batch line wrapped
+WIDTHS = ["19%", "9%", "6%", "11%", "8%", "6%", "5%", "5%", "5%", "7%", "19%"]
 
 
 class Loader(Protocol):
@@ -85,7 +87,8 @@ def build(deps: ModelsDeps, catalog: Catalog) -> ModelsTab:
     """Lay out the Models tab, then wire its events."""
     tasks = sorted(deps.loaders)
     summary = gr.Markdown()
-    table = gr.Dataframe(headers=COLUMNS, label="Loaded models", interactive=False, wrap=True)
+    table = gr.Dataframe(headers=COLUMNS, label="Loaded models", interactive=False, wrap=True,
+                         column_widths=WIDTHS)
     with gr.Row():
         with gr.Column():
             task = gr.Dropdown(tasks, value=tasks[0], label="Task")

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,10 +70,31 @@ def main() -> None:
         expect(page.locator("#gen-details")).to_contain_text("tokens/s", timeout=60_000)
         page.screenshot(path=str(out / "screenshot-text.png"))
 
-        for tab in ("Datasets", "History", "Index"):
+        for tab in ("Datasets", "History"):
             page.get_by_role("tab", name=tab).click()
             page.wait_for_timeout(2500)
             page.screenshot(path=str(out / f"screenshot-{tab.lower()}.png"))
+
+        # Index: a collection of Shakespeare's lines (a new name each run: the data folder is the user's), searched
+        page.get_by_role("tab", name="Index").click()
+        name = f"shakespeare-{int(time.time())}"
+        page.get_by_label("Name", exact=True).locator("visible=true").fill(name)
+        page.get_by_role("button", name="Create").click()
+        expect(page.locator("#index-status")).to_contain_text(name, timeout=30_000)
+        page.get_by_text("Index a dataset column").click()
+        page.get_by_placeholder("sample:shakespeare, hub:<id> or a path").fill("sample:shakespeare")
+        page.get_by_label("Text column").locator("visible=true").fill("text")
+        page.get_by_label("Max rows").locator("visible=true").fill("400")
+        page.get_by_role("button", name="Index column").click()
+        # every line embedded (the status line polls), so that meaning search covers them all
+        expect(page.locator("#index-status")).to_contain_text(re.compile(r"[1-9][\d,]* documents · ready"),
+                                                              timeout=180_000)
+        page.get_by_text("Index a dataset column").click()  # folded again, so that the results are in view
+        page.locator("#index-query textarea").fill("grief for a father who died")
+        page.locator("#index-search").click()
+        page.wait_for_timeout(4000)
+        page.locator("#index-results").scroll_into_view_if_needed()
+        page.screenshot(path=str(out / "screenshot-index.png"))
 
         page.get_by_role("tab", name="Models").click()
         page.get_by_role("button", name="Refresh").click()

@@ -78,6 +78,8 @@ def test_index_create_add_and_search(app):
     assert app.index.worker.wait_idle(30)
     table, notes = client.predict("manuals", "kettle tea", "hybrid", 3, 0.25, api_name="/index_search")
     assert table["data"][0][2] == "kettle.md" and "kettle boils" in table["data"][0][4] and notes == ""
+    assert table["headers"][5:] == ["keyword (BM25)", "meaning"]
+    assert table["data"][0][5] >= 0 and 0 < table["data"][0][6] <= 1  # higher is better for both (BM25 ~0 in 2 docs)
     assert "ready: 2 chunks" in client.predict("manuals", api_name="/index_status")
     with pytest.raises(AppError, match="query is empty"):
         client.predict("manuals", "  ", "hybrid", 3, 0.25, api_name="/index_search")
