@@ -222,8 +222,8 @@ def _table_tab(send_targets: Mapping[str, gr.Textbox]) -> dict[str, Any]:
         page_size = gr.Dropdown(PAGE_SIZES, value=100, label="Rows a page", scale=1, min_width=90)
         row = gr.Number(value=None, precision=0, minimum=0, label="Go to row (Enter)", scale=1, min_width=90)
     info = gr.Markdown(elem_id="datasets-page-info")
-    table = gr.Dataframe(interactive=False, wrap=True, max_height=560, show_label=False,
-                         elem_id="datasets-table", buttons=["fullscreen", "copy"])
+    table = gr.Dataframe(pd.DataFrame(columns=["(no dataset open)"]), interactive=False, wrap=True, max_height=560,
+                         show_label=False, elem_id="datasets-table", buttons=["fullscreen", "copy"])
     with gr.Row():
         cell = gr.Textbox(label="Selected cell (full text)", lines=3, max_lines=12, buttons=["copy"], scale=4,
                           elem_id="datasets-cell")

@@ -70,10 +70,15 @@ def main() -> None:
         expect(page.locator("#gen-details")).to_contain_text("tokens/s", timeout=60_000)
         page.screenshot(path=str(out / "screenshot-text.png"))
 
-        for tab in ("Datasets", "History"):
-            page.get_by_role("tab", name=tab).click()
-            page.wait_for_timeout(2500)
-            page.screenshot(path=str(out / f"screenshot-{tab.lower()}.png"))
+        page.get_by_role("tab", name="History").click()
+        page.wait_for_timeout(2500)
+        page.screenshot(path=str(out / "screenshot-history.png"))
+
+        page.get_by_role("tab", name="Datasets").click()
+        page.get_by_role("button", name="Open", exact=True).click()
+        expect(page.locator("#datasets-table")).to_contain_text("play", timeout=60_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(out / "screenshot-datasets.png"))
 
         # Index: a collection of Shakespeare's lines (a new name each run: the data folder is the user's), searched
         page.get_by_role("tab", name="Index").click()
