@@ -74,6 +74,10 @@ class ImageModel:
     traced: Any = None  # models.image_trace.TracedDenoiser when the denoiser runs as traced graphs
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def activity(self) -> str:
+        """For the Models tab: the traced denoiser's graphs, which hold a copy of its weights each."""
+        return self.traced.describe() if self.traced is not None else ""
+
     def scheduler_choices(self) -> list[str]:
         """Labels of SCHEDULERS this pipeline's scheduler is compatible with ("default" first)."""
         names = {c.__name__ for c in getattr(self.pipe.scheduler, "compatibles", [])} | {self.scheduler_class.__name__}

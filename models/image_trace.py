@@ -28,6 +28,7 @@ class TracedDenoiser:
         self.unet = unet
         self.eager = type(unet).forward.__get__(unet)
         self.graphs: OrderedDict[tuple, Any] = OrderedDict()
+        self.held: dict[tuple, int] = {}  # bytes each graph holds beyond the model's own weights
         self.enabled = True
         self._lock = threading.Lock()
 
@@ -55,8 +56,9 @@ class TracedDenoiser:
                 return self.graphs[key]
             graph = self._trace(sample, step, context)
             self.graphs[key] = graph  # None: this shape runs eager from now on
+            self.held[key] = constant_bytes(graph, besides=self.unet) if graph is not None else 0
             while len(self.graphs) > MAX_GRAPHS:
-                self.graphs.popitem(last=False)
+                self.held.pop(self.graphs.popitem(last=False)[0], None)
             return graph
 
     def _trace(self, sample, step, context):
@@ -84,6 +86,32 @@ class TracedDenoiser:
             return None
         logger.info("denoiser traced for %s in %.2f s", tuple(sample.shape), time.perf_counter() - start)
         return graph
+
+    def describe(self) -> str:
+        """How many input shapes run traced and the memory their graphs hold beyond the model's, for the Models tab."""
+        with self._lock:
+            count = sum(g is not None for g in self.graphs.values())
+            held = sum(self.held.values())
+        if not count:
+            return "denoiser not traced yet" if self.enabled else "denoiser runs eagerly"
+        return f"denoiser traced for {count} input shape{'s' * (count > 1)} (+{held / 2**20:.0f} MB)"
+
+
+def constant_bytes(*graphs: Any, besides: Any = None) -> int:
+    """Bytes of the tensors frozen graphs hold as constants, once each, leaving out those that are `besides`' own
+    parameters and buffers (freezing keeps some weights as they are and holds a transformed copy of the others)."""
+    import torch
+
+    seen = set() if besides is None else {t.data_ptr() for t in [*besides.parameters(), *besides.buffers()]}
+    total = 0
+    for node in (n for graph in graphs for n in graph.graph.nodes()):
+        if node.kind() != "prim::Constant" or node.output().type().kind() != "TensorType":
+            continue
+        value = node.output().toIValue()
+        if torch.is_tensor(value) and value.data_ptr() not in seen:
+            seen.add(value.data_ptr())
+            total += value.numel() * value.element_size()
+    return total
 
 
 def install(pipe: Any, device: str) -> TracedDenoiser | None:

@@ -30,16 +30,25 @@ def test_traced_denoiser_draws_what_the_eager_one_draws(tiny_sd):
     assert traced is not None and pipe.unet.forward is traced
     assert np.abs(run(pipe) - eager).max() < 1e-4
     assert len(traced.graphs) == 1 and all(g is not None for g in traced.graphs.values())
+    weights = sum(p.numel() * p.element_size() for p in pipe.unet.parameters())
+    first = next(iter(traced.graphs.values()))
+    held = image_trace.constant_bytes(first, besides=pipe.unet)
+    assert 0 < held < image_trace.constant_bytes(first) <= 1.01 * weights  # some weights as they are, some copied
     run(pipe, guidance_scale=1.0)  # no guidance: one sample per image, a second graph
     assert len(traced.graphs) == 2
+    both = image_trace.constant_bytes(*traced.graphs.values(), besides=pipe.unet)
+    assert both == sum(traced.held.values()) == 2 * held  # each graph its own copies
+    assert traced.describe() == f"denoiser traced for 2 input shapes (+{both / 2**20:.0f} MB)"
 
 
 def test_settings_the_graph_cannot_honour_run_eagerly(tiny_sd):
     pipe = pipeline(tiny_sd)
     traced = image_trace.install(pipe, "cpu")
+    assert traced.describe() == "denoiser not traced yet"
     traced.enabled = False
     run(pipe)
     assert not traced.graphs, "switched off: nothing traced"
+    assert traced.describe() == "denoiser runs eagerly"
     traced.enabled = True
     sample, context = torch.randn(1, 4, 4, 4), torch.randn(1, 77, pipe.unet.config.cross_attention_dim)
     with torch.inference_mode():
