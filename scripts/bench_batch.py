@@ -8,7 +8,8 @@ client's first request to the first client's last answer: N concurrent clients, 
 `aggregate` all tokens over the whole round, including the arrivals and departures when fewer than N run. A burst
 round, where all N arrive at the same instant, is reported too: there the last first token waits for all N prefills,
 which on a CPU cost N times one. Each client is its own owner for the prefix cache (its requests reuse the chat
-template's system prompt, never another client's); through the app each client is one visitor (see `app_runner`).
+template's system prompt, never another client's; every question is numbered, so that no prompt is sent twice);
+through the app each client is one visitor (see `app_runner`).
 
     python scripts/bench_batch.py [--threads 1] [--clients 4] [--new-tokens 64] [--requests 3] [--repeat 8]
     python scripts/bench_batch.py --via app   # the same through a running app's /chat endpoint (gradio_client)
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -43,7 +45,13 @@ PROMPTS = [
 ]
 
 
+_numbers = itertools.count(1)  # every request's question is new: a prompt sent again would be prefilled from cache
+
+
 def one_request(run, prompt: str, new_tokens: int, owner: str = "client0") -> dict:
+    # "Question n:" first, so that a request shares only the system prompt with the owner's earlier ones, like a new
+    # chat; the same prompt sent again would be a whole-prompt hit in the prefix cache, rarer for real people
+    prompt = f"Question {next(_numbers)}: {prompt}"
     counts = run(prompt, new_tokens, owner)  # the app runner connects its client here, before the clock starts
     start = time.perf_counter()
     first, tokens, arrivals = None, 0, []
