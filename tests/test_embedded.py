@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import pytest
 from gradio_client import Client
@@ -87,4 +88,33 @@ def test_browser_user_types_a_question_and_sees_paris(real_app, tmp_path):
         page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
         page.get_by_role("tab", name="History").click()  # the exchange is in this browser's history
         expect(page.get_by_text(QUESTION).locator("visible=true").first).to_be_visible(timeout=30_000)
+        browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not shutil.which("chromium") and not shutil.os.path.exists(CHROMIUM),
+                    reason="Debian chromium is not installed (make browser-deps)")
+def test_closing_the_tab_mid_reply_frees_its_place_in_the_batch(real_app):
+    from playwright.sync_api import expect, sync_playwright
+
+    services, url = real_app
+    batcher = services.text.load(services.catalog.default("chat")).batcher
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url, wait_until="load")
+        box = page.locator("#chat-message textarea")
+        expect(box).to_be_visible(timeout=30_000)
+        length = page.get_by_label("number input for Max new tokens").locator("visible=true")
+        length.fill("1500")  # far longer than the test lasts
+        length.press("Tab")
+        box.fill("Write a very long story about a dragon, with many chapters.")
+        box.press("Enter")
+        expect(page.locator(".bot")).not_to_have_text("", timeout=30_000)  # the reply is streaming
+        assert batcher.stats().running == 1
+        page.close()  # the person closes the tab
+        deadline = time.monotonic() + 1.0
+        while batcher.stats().running and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert batcher.stats().running == 0
         browser.close()
