@@ -215,7 +215,7 @@ def _view_row() -> dict[str, Any]:
 
 
 def _table_tab(send_targets: Mapping[str, gr.Textbox]) -> dict[str, Any]:
-    with gr.Row(equal_height=True):
+    with gr.Row(elem_id="datasets-pager"):  # buttons aligned with the inputs' boxes (assets/style.css)
         prev_btn = gr.Button("◀ Previous", size="sm", scale=1, elem_id="datasets-prev")
         page = gr.Number(value=1, precision=0, minimum=1, label="Page", scale=1, min_width=90)
         next_btn = gr.Button("Next ▶", size="sm", scale=1, elem_id="datasets-next")
