@@ -63,9 +63,6 @@ def rag_message(context: str, question: str) -> str:
 
 
 def format_sources(sources: list[Source]) -> str:
-    """Markdown list of sources, shown under a reply."""
-    if not sources:
-        return ""
-    lines = [f"{i}. **{s.document}** · chunk {s.chunk} · {s.collection} · score {s.score:.2f}"
-             for i, s in enumerate(sources, start=1)]
-    return "**Sources**\n\n" + "\n".join(lines)
+    """Markdown list of sources, shown under a reply (in a message titled "Sources": no heading of its own)."""
+    return "\n".join(f"{i}. **{s.document}** · chunk {s.chunk} · {s.collection} · score {s.score:.2f}"
+                     for i, s in enumerate(sources, start=1))

@@ -58,7 +58,7 @@ def test_chat_answers_from_a_collection_and_shows_sources(app_parts, tmp_path):
                                            api_name="/chat")
     follow_up = c.predict("Thanks!", api_name="/chat")
     sent = engine.calls[-1]["messages"]
-    assert not any("Sources" in m["content"] for m in sent), "source notes stay out of later prompts"
+    assert not any("· chunk 0 · manuals" in m["content"] for m in sent), "source notes stay out of later prompts"
     assert message_text(follow_up[-1]).startswith("Kettles")
 
 

@@ -152,7 +152,7 @@ def test_retrieve_for_prompt_puts_passages_in_the_context(index, files):
     assert sources[0].document == "notes.md" and sources[0].chunk == 0 and sources[0].collection == "docs"
     assert 0 < sources[0].score <= 1
     markdown = format_sources(sources)
-    assert markdown.startswith("**Sources**") and "**notes.md** · chunk 0 · docs" in markdown
+    assert markdown.startswith("1. **notes.md** · chunk 0 · docs · score ") and format_sources([]) == ""
     assert "Question: kettle?" in rag_message(context, "kettle?") and rag_message("", "q") == "q"
     small, cut = index.retrieve_for_prompt(OWNER, "docs", "kettle water tea", 3, 100)
     assert len(small) <= 100 and len(cut) == 1
