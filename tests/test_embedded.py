@@ -64,6 +64,18 @@ def test_api_completion_continues_a_fact(real_app):
     assert "Paris" in text, text
 
 
+def open_chat(p, url: str):
+    """Headless Chromium on the app's page, ready to type: (browser, page, message box)."""
+    from playwright.sync_api import expect
+
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(url, wait_until="load")
+    box = page.locator("#chat-message textarea")
+    expect(box).to_be_visible(timeout=30_000)
+    return browser, page, box
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not shutil.which("chromium") and not shutil.os.path.exists(CHROMIUM),
                     reason="Debian chromium is not installed (make browser-deps)")
@@ -72,11 +84,7 @@ def test_browser_user_types_a_question_and_sees_paris(real_app, tmp_path):
 
     _, url = real_app
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(url, wait_until="load")
-        box = page.locator("#chat-message textarea")
-        expect(box).to_be_visible(timeout=30_000)
+        browser, page, box = open_chat(p, url)
         temperature = page.get_by_label("number input for Temperature").first
         temperature.fill("0")  # greedy, so the answer is the model's best one
         temperature.press("Tab")
@@ -100,11 +108,7 @@ def test_closing_the_tab_mid_reply_frees_its_place_in_the_batch(real_app):
     services, url = real_app
     batcher = services.text.load(services.catalog.default("chat")).batcher
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(url, wait_until="load")
-        box = page.locator("#chat-message textarea")
-        expect(box).to_be_visible(timeout=30_000)
+        browser, page, box = open_chat(p, url)
         length = page.get_by_label("number input for Max new tokens").locator("visible=true")
         length.fill("1500")  # far longer than the test lasts
         length.press("Tab")
