@@ -158,19 +158,19 @@ class Batcher:
         except BaseException as exc:  # a bug here must not leave callers waiting forever
             logger.exception("batch worker failed")
             with self._cond:
-                for req in [*self._active, *self._waiting]:
-                    req.out.put(("error", exc, None))
-                self._active, self._cache = [], None
-                self._waiting.clear()
-                self._thread = None
+                self._fail_all(exc)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        """Every running and waiting request gets `exc`; the worker is gone (call with the lock held)."""
+        for req in [*self._active, *self._waiting]:
+            req.out.put(("error", exc, None))
+        self._active, self._cache, self._thread = [], None, None
+        self._waiting.clear()
 
     def _loop_once(self) -> bool:
         with self._cond:
             if self._closing:
-                for req in [*self._active, *self._waiting]:
-                    req.out.put(("error", RuntimeError("the model is shutting down"), None))
-                self._active, self._cache, self._thread = [], None, None
-                self._waiting.clear()
+                self._fail_all(RuntimeError("the model is shutting down"))
                 return False
             if not self._waiting and not self._active:
                 self._thread, self._cache = None, None  # the next submit starts a fresh worker
@@ -243,11 +243,8 @@ class Batcher:
             joining[0].out.put(("error", exc, None))
             return
         if self.prefixes.max_bytes:
-            total = cache.get_seq_length()
             for i, req in enumerate(joining):
-                self.prefixes.put(req.owner, req.ids, [(layer.keys[i:i + 1, :, total - len(req.ids):],
-                                                        layer.values[i:i + 1, :, total - len(req.ids):])
-                                                       for layer in cache.layers])
+                self.prefixes.put(req.owner, req.ids, _row_layers(cache, i, len(req.ids)))
         self._stack(cache)
         for req in joining:
             req.length = len(req.ids)
@@ -326,12 +323,9 @@ class Batcher:
             return
         self._served += len(self._active) - len(keep)
         if self.prefixes.max_bytes:  # the prompt and the reply (but its last token, not run yet): a chat's next start
-            width = self._cache.get_seq_length()
             for i, req in enumerate(self._active):
                 if i not in keep and not req.failed and req.length:
-                    self.prefixes.put(req.owner, req.ids + req.tokens[:-1],
-                                      [(layer.keys[i:i + 1, :, width - req.length:],
-                                        layer.values[i:i + 1, :, width - req.length:]) for layer in self._cache.layers])
+                    self.prefixes.put(req.owner, req.ids + req.tokens[:-1], _row_layers(self._cache, i, req.length))
         self._active = [self._active[i] for i in keep]
         if not self._active:
             self._cache = None
@@ -342,6 +336,11 @@ class Batcher:
         for layer in self._cache.layers:
             layer.keys = layer.keys[index, :, cut:]
             layer.values = layer.values[index, :, cut:]
+
+
+def _row_layers(cache, row: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Row `row`'s keys and values for its last `length` positions (its real tokens: padding is on the left)."""
+    return [(layer.keys[row:row + 1, :, -length:], layer.values[row:row + 1, :, -length:]) for layer in cache.layers]
 
 
 def _pad_left(t: torch.Tensor, n: int) -> torch.Tensor:
