@@ -8,9 +8,9 @@ import time
 
 import gradio as gr
 
-from components import chat_tab, datasets_tab, history_tab, image_tab, index_tab, models_tab, text_tab
-from components.rerun import route_rerun
-from components.models_tab import ModelsDeps
+from ui import chat_tab, datasets_tab, history_tab, image_tab, index_tab, models_tab, text_tab
+from ui.rerun import route_rerun
+from ui.models_tab import ModelsDeps
 from config import REPO_DIR, AppConfig
 from serving.openai_api import ApiDeps, build_router
 from services import Services, build_services

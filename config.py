@@ -179,10 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most generations sharing one model's forward passes; 0 runs one generate() per request")
     p.add_argument("--no-split-linear", action="store_true", default=_env_bool("PLAYGROUND_NO_SPLIT_LINEAR"),
                    help="keep torch's own linear layers while decoding on the CPU (by default small inputs are "
-                        "split across the torch threads, and batches use a packed copy; see models/split_linear.py)")
+                        "split across the torch threads, and batches use a packed copy; see engines/split_linear.py)")
     p.add_argument("--no-packed-linear", action="store_true", default=_env_bool("PLAYGROUND_NO_PACKED_LINEAR"),
                    help="do not keep a oneDNN-packed copy of a CPU text model's linear weights (it speeds up batches "
-                        "and prompts, and costs the weights' memory again; see models/split_linear.py)")
+                        "and prompts, and costs the weights' memory again; see engines/split_linear.py)")
     p.add_argument("--prefix-cache-mb", type=int, default=int(env("PLAYGROUND_PREFIX_CACHE_MB", "256")),
                    help="per batched text model, memory for earlier prompts' keys and values, so that a chat's next "
                         "message is prefilled only from where it differs (each person's own; 0: off)")

@@ -8,19 +8,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from components.common import StopRegistry
+from ui.common import StopRegistry
 from config import AppConfig
 from databrowser.browser import DatasetBrowser
-from playground_index import CollectionIndex, HistoryStore
-from playground_index.embeddings import Embedder
-from playground_index.history import default_embedder
-from models.cache import ModelCache
-from models.catalog import Catalog, load_catalog
-from models.device import Placement, choose_placement
-from models.resolve import HubProbe, ModelResolver
-from models.image import ImageEngine
-from models.remote import RemoteTextEngine
-from models.text import TextEngine
+from store import CollectionIndex, HistoryStore
+from store.embeddings import Embedder
+from store.history import default_embedder
+from engines.cache import ModelCache
+from engines.catalog import Catalog, load_catalog
+from engines.device import Placement, choose_placement
+from engines.resolve import HubProbe, ModelResolver
+from engines.image import ImageEngine
+from engines.remote import RemoteTextEngine
+from engines.text import TextEngine
 from serving.limits import RateLimiter
 
 

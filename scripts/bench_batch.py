@@ -95,7 +95,7 @@ def clients_round(run, clients: int, requests_each: int, new_tokens: int, stagge
 
 def engine_runner(engine, batcher):
     """Requests through the engine; `batcher` None runs one generate() per request."""
-    from models.params import GenerationParams
+    from engines.params import GenerationParams
 
     tm = engine.load(MODEL)
 
@@ -244,7 +244,7 @@ def main() -> None:
                     "prefix_cache_mb": args.prefix_cache_mb,
                     "machine": f"{platform.machine()} {os.cpu_count()} cpus"}
     # Loading and the bare-step timing run in a thread of their own, as loads do in the app (a gradio worker, the
-    # preload thread): the process's first thread never builds an OpenMP pool of its own (see models/omp.py).
+    # preload thread): the process's first thread never builds an OpenMP pool of its own (see engines/omp.py).
     box: dict = {}
     def load_and_time() -> None:
         box["tm"] = engine.load(MODEL)

@@ -7,7 +7,7 @@ driven over HTTP with gradio_client like any API user. The raw call and the app 
 flips each run), so load from other processes on shared cores falls on both sides alike; `pair_ratio_median` is the
 median of the per-run app/raw ratios. `app_pipeline_s` is the pipeline time the app itself measured and
 `app_overhead_s` the rest (queue, HTTP, PNG with metadata, client download). --threads is the app's configured torch
-thread count (app.py --threads; 1 suits the embedded model, see models/image.py SMALL_DENOISER_PARAMS); the engine
+thread count (app.py --threads; 1 suits the embedded model, see engines/image.py SMALL_DENOISER_PARAMS); the engine
 reports what it used and the raw call runs with that same count (`torch_threads`), so both sides do equal work.
 """
 
@@ -37,14 +37,14 @@ def serve(port: int, threads: int) -> None:
     import gradio as gr
     import torch
 
-    from components import image_tab
-    from components.common import StopRegistry
+    from ui import image_tab
+    from ui.common import StopRegistry
     from config import AppConfig
-    from models.cache import ModelCache
-    from models.catalog import load_catalog
-    from models.device import Placement
-    from models.image import ImageEngine
-    from models.resolve import HubProbe, ModelResolver
+    from engines.cache import ModelCache
+    from engines.catalog import load_catalog
+    from engines.device import Placement
+    from engines.image import ImageEngine
+    from engines.resolve import HubProbe, ModelResolver
 
     torch.set_num_threads(threads)  # as app.py does for --threads
     config = AppConfig(port=port, offline=True, preload=False, data_dir=Path(tempfile.mkdtemp()))

@@ -177,7 +177,7 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
     from config import AppConfig
-    from models.embedded import ensure_converted
+    from engines.embedded import ensure_converted
 
     folder = str(ensure_converted(MODEL, AppConfig.from_args([]).models_dir))
     startup = [measure_startup(env) for _ in range(2)]

@@ -16,7 +16,7 @@ Emoji (--emoji captions of training emoji): feature space = the image shrunk to 
   [0, 1], flattened; distance = Euclidean. The candidates are the 100 evaluated emoji's training images; a hit is the
   prompted emoji among the 5 nearest candidates of its generated image.
 Speed: seconds per 64x64 image at 20 steps with guidance (batch 1, after a warm-up), at --threads torch threads;
-by default the count the app uses for this model (models/image.py: one thread below SMALL_DENOISER_PARAMS), and the
+by default the count the app uses for this model (engines/image.py: one thread below SMALL_DENOISER_PARAMS), and the
 load average of the machine beside it (the cores are shared).
 
 Usage: python scripts/eval_t2i.py --model assets/t2i-model
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     from diffusers import AutoPipelineForText2Image
 
-    from models.image import SMALL_DENOISER_PARAMS
+    from engines.image import SMALL_DENOISER_PARAMS
 
     pipe = AutoPipelineForText2Image.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)

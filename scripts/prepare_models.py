@@ -9,7 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import AppConfig  # noqa: E402
-from models.embedded import EMBEDDED, ensure_converted  # noqa: E402
+from engines.embedded import EMBEDDED, ensure_converted  # noqa: E402
 
 
 def main() -> None:

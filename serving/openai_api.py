@@ -22,11 +22,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from models.batching import QueueFull
-from models.catalog import Catalog
-from models.generation import GenerationError, StreamUpdate
-from models.remote import RemoteUnavailable
-from models.resolve import ModelNotFound
+from engines.batching import QueueFull
+from engines.catalog import Catalog
+from engines.generation import GenerationError, StreamUpdate
+from engines.remote import RemoteUnavailable
+from engines.resolve import ModelNotFound
 from serving.limits import Deadline, RateLimited, RateLimiter
 from serving.openai_media import embed, generate_images, served_models
 from serving.openai_schema import (ApiError, ChatBody, CompletionBody, EmbeddingBody, ImageBody, chat_messages,
@@ -41,7 +41,7 @@ class ApiDeps:
     text: Any  # TextEngine (or anything with chat/complete streams)
     catalog: Catalog
     image: Any = None  # ImageEngine
-    embedder: Any = None  # playground_index Embedder
+    embedder: Any = None  # store Embedder
     limiter: RateLimiter | None = None
     keys: tuple[str, ...] = ()
     keys_required: bool = False  # --auth without --api-key: the API is closed

@@ -51,9 +51,9 @@ def embed(body: EmbeddingBody, deps: Any) -> dict[str, Any]:
 
 
 def generate_images(body: ImageBody, deps: Any) -> dict[str, Any]:
-    from models.image import EMBEDDED_T2I
-    from models.image_meta import png_bytes
-    from models.image_params import parse_image_params
+    from engines.image import EMBEDDED_T2I
+    from engines.image_meta import png_bytes
+    from engines.image_params import parse_image_params
 
     if deps.image is None:
         raise ApiError(404, "this server has no text-to-image model", code="model_not_found", param="model")

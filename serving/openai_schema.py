@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from models.params import GenerationParams, parse_params
+from engines.params import GenerationParams, parse_params
 
 MAX_STOP = 4
 

@@ -14,11 +14,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import build_tiny_llama, make_config  # noqa: E402
+from helpers import build_tiny_llama, make_config
 
 
 def pytest_configure(config):

@@ -6,8 +6,8 @@ import threading
 import time
 from collections.abc import Iterator
 
-from models.generation import GenerationError, GenerationStats, StreamUpdate
-from models.params import GenerationParams
+from engines.generation import GenerationError, GenerationStats, StreamUpdate
+from engines.params import GenerationParams
 
 
 class FakeTextEngine:

@@ -85,14 +85,14 @@ def fake_services(config: AppConfig, engine, embedder=None, image=None):
     """Services with a fake text engine (and a hashing embedder) in place of the real ones (same wiring as the app)."""
     from index.fake_embedder import HashEmbedder
 
-    from components.common import StopRegistry
+    from ui.common import StopRegistry
     from databrowser.browser import DatasetBrowser
-    from models.cache import ModelCache
-    from models.catalog import load_catalog
-    from models.device import Placement
+    from engines.cache import ModelCache
+    from engines.catalog import load_catalog
+    from engines.device import Placement
     from services import Services
 
-    from playground_index import CollectionIndex, HistoryStore
+    from store import CollectionIndex, HistoryStore
 
     from serving.limits import RateLimiter
 
@@ -125,10 +125,10 @@ def message_text(message: dict) -> str:
 
 def _image_engine(config: AppConfig):
     """The real image engine (it loads nothing until asked), for apps whose tests don't generate images."""
-    from models.cache import ModelCache
-    from models.device import Placement
-    from models.image import ImageEngine
-    from models.resolve import HubProbe, ModelResolver
+    from engines.cache import ModelCache
+    from engines.device import Placement
+    from engines.image import ImageEngine
+    from engines.resolve import HubProbe, ModelResolver
 
     resolver = ModelResolver(config.readable_dirs, config.models_dir, HubProbe(offline=True))
     return ImageEngine(ModelCache(), resolver, lambda: Placement("cpu", "float32", "cpu"))

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from helpers import sharp_llama
-from models.batching import Batcher, QueueFull, probe
-from models.params import GenerationParams
+from engines.batching import Batcher, QueueFull, probe
+from engines.params import GenerationParams
 
 GREEDY = GenerationParams(temperature=0, max_new_tokens=24, repetition_penalty=1.0)
 PROMPTS = [[5, 9, 14, 3], [7, 7, 21, 30, 2, 11, 40, 8, 19], [12], [33, 6, 17, 25, 28, 4, 50, 61, 1, 2, 3, 4, 5, 6]]

@@ -9,7 +9,7 @@ import weakref
 
 import pytest
 
-from models.cache import Loaded, ModelCache
+from engines.cache import Loaded, ModelCache
 
 
 class Model:

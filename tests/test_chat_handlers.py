@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
-from components import chat_tab, conversation_io, text_tab
-from components.chat_tab import ChatDeps
-from components.common import StopRegistry
-from components.text_tab import TextDeps
+from ui import chat_tab, conversation_io, text_tab
+from ui.chat_tab import ChatDeps
+from ui.common import StopRegistry
+from ui.text_tab import TextDeps
 from fakes import FakeTextEngine
 
 VALUES = (0.2, 0.9, 50, 1.1, 64, -1)  # temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed
@@ -31,7 +31,7 @@ def last(stream):
 
 
 def test_updates_that_arrive_together_are_handed_over_together_and_errors_follow_them():
-    from components.common import read_ahead
+    from ui.common import read_ahead
 
     produced, go_on = threading.Event(), threading.Event()
 
@@ -212,7 +212,7 @@ def test_a_generation_past_the_time_limit_is_stopped_with_a_warning(monkeypatch)
 
 
 def test_the_engine_hears_who_asks_so_cached_prompts_stay_theirs():
-    from playground_index import owner_of
+    from store import owner_of
 
     engine = FakeTextEngine()
     ann, bob = SimpleNamespace(username="ann", session_hash="s1"), SimpleNamespace(username="bob", session_hash="s2")

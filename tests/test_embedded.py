@@ -41,7 +41,7 @@ def test_default_model_resolves_offline_to_the_embedded_copy(real_app):
 
 
 def test_engine_answers_paris(real_app):
-    from models.params import GenerationParams
+    from engines.params import GenerationParams
 
     services, _ = real_app
     updates = list(services.text.chat(services.catalog.default("chat"), [{"role": "user", "content": QUESTION}],

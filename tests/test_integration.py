@@ -9,7 +9,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from components.rerun import route_rerun
+from ui.rerun import route_rerun
 from fakes import FakeTextEngine
 from helpers import fake_services, make_config, message_text, start_app
 

@@ -17,10 +17,10 @@ from helpers import fake_services, make_config, start_app
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, models_root, sharp_llama):
-    from models.cache import ModelCache
-    from models.device import choose_placement
-    from models.resolve import HubProbe, ModelResolver
-    from models.text import TextEngine
+    from engines.cache import ModelCache
+    from engines.device import choose_placement
+    from engines.resolve import HubProbe, ModelResolver
+    from engines.text import TextEngine
 
     config = make_config(tmp_path_factory.mktemp("api"), models_root)
     resolver = ModelResolver((models_root,), config.models_dir, HubProbe(offline=True))
@@ -48,7 +48,7 @@ def test_models_lists_the_catalog_and_the_embedder(served):
 
 def test_chat_completion_matches_the_engine_and_reports_usage(served):
     services, url, model = served
-    from models.params import GenerationParams
+    from engines.params import GenerationParams
 
     reply = ask(client(url), model, "hello there")
     direct = "".join(u.delta for u in services.text.chat(

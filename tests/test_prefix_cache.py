@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from helpers import sharp_llama
-from models.batching import Batcher
-from models.params import GenerationParams
-from models.prefix_cache import MIN_TOKENS, PrefixCache
+from engines.batching import Batcher
+from engines.params import GenerationParams
+from engines.prefix_cache import MIN_TOKENS, PrefixCache
 
 GREEDY = GenerationParams(temperature=0, max_new_tokens=12, repetition_penalty=1.0)
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from helpers import free_port
-from models.cache import ModelCache
-from models.catalog import parse_catalog
-from models.device import choose_placement
-from models.params import GenerationParams
-from models.remote import RemoteTextEngine, RemoteUnavailable
-from models.resolve import HubProbe, ModelResolver
-from models.text import TextEngine
+from engines.cache import ModelCache
+from engines.catalog import parse_catalog
+from engines.device import choose_placement
+from engines.params import GenerationParams
+from engines.remote import RemoteTextEngine, RemoteUnavailable
+from engines.resolve import HubProbe, ModelResolver
+from engines.text import TextEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 GREEDY = GenerationParams(temperature=0, max_new_tokens=16, repetition_penalty=1.0)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from models.resolve import HubProbe, ModelNotFound, ModelResolver, looks_like_path
+from engines.resolve import HubProbe, ModelNotFound, ModelResolver, looks_like_path
 
 
 def resolver(tmp_path, allowed, offline=True):

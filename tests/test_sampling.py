@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import RepetitionPenaltyLogitsProcessor
 
-from models.params import GenerationParams
-from models.sampling import pick_tokens
+from engines.params import GenerationParams
+from engines.sampling import pick_tokens
 
 
 def test_greedy_rows_follow_transformers_repetition_penalty():

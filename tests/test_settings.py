@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from config import AppConfig, parse_auth
-from models.catalog import load_catalog, parse_catalog
-from models.params import GenerationParams, parse_params
+from engines.catalog import load_catalog, parse_catalog
+from engines.params import GenerationParams, parse_params
 from config import REPO_DIR
 
 

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from helpers import sharp_llama
-from models.batching import Batcher
-from models.params import GenerationParams
-from models.split_linear import MAX_ROWS, SplitLinear, pack_linears, split_linears, unsplit_linears, wanted_parts
+from engines.batching import Batcher
+from engines.params import GenerationParams
+from engines.split_linear import MAX_ROWS, SplitLinear, pack_linears, split_linears, unsplit_linears, wanted_parts
 
 GREEDY = GenerationParams(temperature=0, max_new_tokens=20, repetition_penalty=1.0)
 

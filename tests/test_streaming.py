@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.streaming import IncrementalDecoder, StopStringScan
+from engines.streaming import IncrementalDecoder, StopStringScan
 
 
 def test_stop_string_cuts_output_and_holds_partial_matches():

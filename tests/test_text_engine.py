@@ -8,12 +8,12 @@ import time
 import pytest
 import torch
 
-from models.cache import ModelCache
-from models.device import choose_placement
-from models.generation import GenerationError
-from models.params import GenerationParams
-from models.resolve import HubProbe, ModelNotFound, ModelResolver
-from models.text import InputTooLong, ModelLoadError, TextEngine
+from engines.cache import ModelCache
+from engines.device import choose_placement
+from engines.generation import GenerationError
+from engines.params import GenerationParams
+from engines.resolve import HubProbe, ModelNotFound, ModelResolver
+from engines.text import InputTooLong, ModelLoadError, TextEngine
 
 GREEDY = GenerationParams(temperature=0, max_new_tokens=12, repetition_penalty=1.0)
 

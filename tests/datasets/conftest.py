@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from databrowser import DatasetBrowser  # noqa: E402
+from databrowser import DatasetBrowser
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +54,7 @@ def app(tmp_path, allowed, browser):
     """A gr.Blocks holding just the Datasets tab (and a Chat textbox to send to), launched on a free port."""
     import gradio as gr
 
-    from components import datasets_tab as tab
+    from ui import datasets_tab as tab
     from config import AppConfig
 
     config = AppConfig(data_dir=tmp_path / "data", allowed_dirs=(allowed,), offline=True, max_upload_mb=1)

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from components import datasets_tab as tab
+from ui import datasets_tab as tab
 
 
 def _state_after_open(browser, source: str) -> tuple:

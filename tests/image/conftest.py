@@ -57,10 +57,10 @@ def image_config(tmp_path_factory, models_root):
 
 
 def make_engine(config):
-    from models.cache import ModelCache
-    from models.device import Placement
-    from models.image import ImageEngine
-    from models.resolve import HubProbe, ModelResolver
+    from engines.cache import ModelCache
+    from engines.device import Placement
+    from engines.image import ImageEngine
+    from engines.resolve import HubProbe, ModelResolver
 
     resolver = ModelResolver(config.readable_dirs, config.models_dir, HubProbe(offline=True))
     return ImageEngine(ModelCache(max_models=2), resolver, lambda: Placement("cpu", "float32", "cpu"))
@@ -81,9 +81,9 @@ def start_image_app(engine, config):
     """Launch a Blocks holding only the Text-to-image tab, as app.py composes it; returns (demo, url, tab)."""
     import gradio as gr
 
-    from components import image_tab
-    from components.common import StopRegistry
-    from models.catalog import load_catalog
+    from ui import image_tab
+    from ui.common import StopRegistry
+    from engines.catalog import load_catalog
 
     with gr.Blocks() as demo:
         with gr.Tab("Text to image"):

@@ -10,7 +10,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from models.image_meta import read_png_meta
+from engines.image_meta import read_png_meta
 
 PROMPT = "a large red circle in the center on a white background"
 
@@ -90,7 +90,7 @@ def test_a_non_image_model_is_named(image_app, tiny_llama):
 
 
 def test_progress_goes_to_the_page_at_most_ten_times_a_second_and_always_at_the_end():
-    from components.image_tab import step_reporter
+    from ui.image_tab import step_reporter
 
     shown = []
 

@@ -8,8 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from models.image_params import parse_image_params
-from models.text import ModelLoadError
+from engines.image_params import parse_image_params
+from engines.text import ModelLoadError
 
 
 def params(**kw):
@@ -112,7 +112,7 @@ def test_attention_processors_keep_their_signature_once_remembered(tiny_sd):
 
     from diffusers import AutoPipelineForText2Image
 
-    from models.image import remember_processor_signatures
+    from engines.image import remember_processor_signatures
 
     pipe = AutoPipelineForText2Image.from_pretrained(str(tiny_sd))
     classes = {type(p) for p in pipe.unet.attn_processors.values()}

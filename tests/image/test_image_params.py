@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from models.image_meta import parse_a1111, read_png_meta, save_png
-from models.image_params import check_memory, parse_image_params
+from engines.image_meta import parse_a1111, read_png_meta, save_png
+from engines.image_params import check_memory, parse_image_params
 
 
 def test_defaults_and_rounding():

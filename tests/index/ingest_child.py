@@ -10,7 +10,7 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
 from fake_embedder import HashEmbedder  # noqa: E402
 
-from playground_index import CollectionIndex, Document  # noqa: E402
+from store import CollectionIndex, Document  # noqa: E402
 
 OWNER = "local"
 

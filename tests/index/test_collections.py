@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from playground_index import CollectionError, CollectionIndex, Document, DocumentError, format_sources, rag_message
-from playground_index.documents import MAX_DOCUMENT_CHARS
+from store import CollectionError, CollectionIndex, Document, DocumentError, format_sources, rag_message
+from store.documents import MAX_DOCUMENT_CHARS
 
 OWNER = "user:alice"
 
@@ -69,7 +69,7 @@ def test_size_limits(index, files):
     with pytest.raises(DocumentError, match="limit is"):
         index.add_files(OWNER, "docs", [files / "story.txt"], max_bytes=10)
     with pytest.raises(DocumentError, match="limit per document"):
-        from playground_index.documents import check_text
+        from store.documents import check_text
 
         check_text("huge.txt", "x" * (MAX_DOCUMENT_CHARS + 1))
 
@@ -113,7 +113,7 @@ def test_dataset_column_through_the_browser(tmp_path, index):
                                   "3,\n4,Can I export my data as CSV?\n")
     browser = DatasetBrowser(tmp_path / "dscache", [data], offline=True)
     ds = browser.open("s1", SourceRef(str(data / "faq.csv")))
-    from playground_index.documents import column_documents
+    from store.documents import column_documents
 
     index.create(OWNER, "faq", 30, 5)
     result = index.add_documents(OWNER, "faq", column_documents(ds, "question"))

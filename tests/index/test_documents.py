@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from playground_index import CollectionError, CollectionIndex, Document
+from store import CollectionError, CollectionIndex, Document
 
 OWNER = "user:alice"
 DOCS = [Document("kettle.md", "The blue kettle boils one litre of water in three minutes. " * 5),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fake_embedder import HashEmbedder
 
-from playground_index import CollectionIndex
+from store import CollectionIndex
 
 CHILD = Path(__file__).with_name("ingest_child.py")
 OWNER = "local"  # the owner ingest_child.py writes as

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.cache import ModelCache
-from models.resolve import HubProbe, ModelResolver
-from playground_index import DEFAULT_EMBEDDER, SentenceEmbedder
-from playground_index.vectors import VectorCache, nearest
+from engines.cache import ModelCache
+from engines.resolve import HubProbe, ModelResolver
+from store import DEFAULT_EMBEDDER, SentenceEmbedder
+from store.vectors import VectorCache, nearest
 
 
 def test_offline_default_resolves_to_the_packaged_copy(tmp_path):
@@ -73,7 +73,7 @@ def test_vector_cache_keeps_the_mapped_file_in_memory(tmp_path):
 
 
 def test_int8_is_the_default_and_can_be_turned_off(monkeypatch):
-    from playground_index.embeddings import int8_default
+    from store.embeddings import int8_default
 
     monkeypatch.delenv("PLAYGROUND_EMBED_INT8", raising=False)
     assert int8_default() and SentenceEmbedder(ModelCache()).int8

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from playground_index import CollectionIndex, Document, EmptyQuery
-from playground_index.chunking import chunk_text, content_hash
-from playground_index.search import fts_terms, fuse
+from store import CollectionIndex, Document, EmptyQuery
+from store.chunking import chunk_text, content_hash
+from store.search import fts_terms, fuse
 
 OWNER = "user:alice"
 
@@ -110,7 +110,7 @@ def test_chunks_overlap_and_keep_text():
 
 
 def test_common_words_are_pruned_but_never_all():
-    from playground_index.search import prune_common
+    from store.search import prune_common
 
     df = {"thou": 900, "lord": 700, "gonzalo": 12, "isle": 40}
     assert prune_common(["thou", "gonzalo", "lord", "isle"], df, 1000) == ["gonzalo", "isle"]

@@ -10,9 +10,9 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from components import history_tab, index_tab
+from ui import history_tab, index_tab
 from databrowser import DatasetBrowser
-from playground_index import CollectionIndex, HistoryStore, owner_of
+from store import CollectionIndex, HistoryStore, owner_of
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -7,15 +7,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from models import batching, omp, split_linear
-from models.cache import Loaded, ModelCache
-from models.device import Placement
-from models.embedded import Progress
-from models.generation import GenerationError, GenerationRun, GenerationStats, StreamUpdate, TextModel
-from models.params import GenerationParams
-from models.remote import RemoteTextEngine
-from models.resolve import ModelNotFound, ModelResolver, Resolved
-from models.zerogpu import gpu
+from engines import batching, omp, split_linear
+from engines.cache import Loaded, ModelCache
+from engines.device import Placement
+from engines.embedded import Progress
+from engines.generation import GenerationError, GenerationRun, GenerationStats, StreamUpdate, TextModel
+from engines.params import GenerationParams
+from engines.remote import RemoteTextEngine
+from engines.resolve import ModelNotFound, ModelResolver, Resolved
+from engines.zerogpu import gpu
 
 logger = logging.getLogger(__name__)
 TASK = "text-generation"
@@ -41,11 +41,11 @@ class TextEngine:
         max_batch: most concurrent generations sharing one model's forward passes (0: one `generate` per request).
         max_waiting: most requests waiting for a place in a model's batch before new ones are refused.
         threads: torch threads for generation workers (None: torch's default).
-        split_linear: on the CPU in float32, give linear layers the faster decoding paths (models/split_linear.py).
+        split_linear: on the CPU in float32, give linear layers the faster decoding paths (engines/split_linear.py).
         pack_linear: with `split_linear`, also keep a oneDNN-packed copy of the linear weights for batches and
             prompts, when it fits in half the memory available.
         prefix_cache_bytes: per batched model, memory for the keys and values of earlier prompts, so that a chat's
-            next message is prefilled only from where it differs (models/prefix_cache.py; 0: off).
+            next message is prefilled only from where it differs (engines/prefix_cache.py; 0: off).
         remote: models served by external OpenAI-compatible servers, by catalog name.
     """
 
@@ -122,7 +122,7 @@ class TextEngine:
         if self.max_batch > 0 and batching.probe(model):
             tm.batcher = batching.Batcher(model, eos_ids, max_batch=self.max_batch, max_waiting=self.max_waiting,
                                           threads=self.threads, prefix_bytes=self.prefix_cache_bytes)
-        omp.release_thread_pool()  # the batch's worker should own the only OpenMP pool (see models/omp.py)
+        omp.release_thread_pool()  # the batch's worker should own the only OpenMP pool (see engines/omp.py)
         dtype = str(model.dtype).replace("torch.", "")
         if packed_bytes:  # the Models tab says why the memory is twice the weights'
             dtype += " + packed copy"

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from playground_index import search as ranking
-from playground_index.chunking import check_chunking, chunk_text, content_hash
-from playground_index.documents import Document, read_document
-from playground_index.embeddings import Embedder, apply_torch_threads
-from playground_index.owners import require_owner
-from playground_index.records import AddResult, CollectionError, CollectionInfo, DocumentInfo, Passage, SearchResult
-from playground_index.schema import COLLECTIONS_MIGRATIONS, collection_fts_sql, drop_collection_fts_sql
-from playground_index.store import Database
-from playground_index.vectors import VectorCache, nearest, rows_from_blobs
-from playground_index.worker import EmbedWorker
+from store import search as ranking
+from store.chunking import check_chunking, chunk_text, content_hash
+from store.documents import Document, read_document
+from store.embeddings import Embedder, apply_torch_threads
+from store.owners import require_owner
+from store.records import AddResult, CollectionError, CollectionInfo, DocumentInfo, Passage, SearchResult
+from store.schema import COLLECTIONS_MIGRATIONS, collection_fts_sql, drop_collection_fts_sql
+from store.database import Database
+from store.vectors import VectorCache, nearest, rows_from_blobs
+from store.worker import EmbedWorker
 
 logger = logging.getLogger(__name__)
 _NAME = re.compile(r"^[\w][\w .:-]{0,63}$")
@@ -61,7 +61,7 @@ class CollectionIndex:
     def from_config(cls, config, cache=None, embedder: Embedder | None = None, resolver=None,
                     yield_to: Callable[[], bool] | None = None) -> CollectionIndex:
         """Under `<data_dir>/index/`, embedding with the default model through `cache`."""
-        from playground_index.history import default_embedder
+        from store.history import default_embedder
 
         return cls(Path(config.data_dir) / "index", embedder or default_embedder(cache, resolver), yield_to=yield_to)
 
@@ -321,6 +321,6 @@ class CollectionIndex:
 
     def retrieve_for_prompt(self, owner: str, collection: str, query: str, top_k: int = 4, max_chars: int = 2000):
         """Passages of the owner's collection for a chat prompt within `max_chars`; see rag.retrieve_for_prompt."""
-        from playground_index.rag import retrieve_for_prompt
+        from store.rag import retrieve_for_prompt
 
         return retrieve_for_prompt(self, owner, collection, query, top_k, max_chars)

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from playground_index import search as ranking
-from playground_index.embeddings import DEFAULT_EMBEDDER, Embedder, SentenceEmbedder
-from playground_index.schema import HISTORY_MIGRATIONS
-from playground_index.store import Database
-from playground_index.vectors import nearest, rows_from_blobs
-from playground_index.worker import EmbedWorker
+from store import search as ranking
+from store.embeddings import DEFAULT_EMBEDDER, Embedder, SentenceEmbedder
+from store.schema import HISTORY_MIGRATIONS
+from store.database import Database
+from store.vectors import nearest, rows_from_blobs
+from store.worker import EmbedWorker
 
 logger = logging.getLogger(__name__)
 KINDS = ("chat", "completion", "image")
@@ -34,7 +34,7 @@ COLUMNS = "id, owner, kind, prompt, output, model, params, seed, timings, image_
 def default_embedder(cache=None, resolver=None) -> Embedder:
     """The default MiniLM embedder through `cache` (a private one-model cache when none is given)."""
     if cache is None:
-        from models.cache import ModelCache
+        from engines.cache import ModelCache
 
         cache = ModelCache(max_models=1)
     return SentenceEmbedder(cache, DEFAULT_EMBEDDER, resolver)
@@ -110,7 +110,7 @@ class HistoryStore:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if not owner:
-            raise ValueError("owner is empty: use playground_index.owner_of(request, browser_id)")
+            raise ValueError("owner is empty: use store.owner_of(request, browser_id)")
         image_path = self._save_png(image_png, params, seed, model, prompt) if image_png else None
         with self.db.transaction() as conn:
             entry_id = conn.execute(

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models import image_trace
-from models.cache import Loaded, ModelCache
-from models.device import Placement
-from models.embedded import Progress
-from models.image_params import SCHEDULERS, ImageParams, check_memory
-from models.resolve import ModelNotFound, ModelResolver, Resolved
-from models.text import ModelLoadError
-from models.zerogpu import gpu
+from engines import image_trace
+from engines.cache import Loaded, ModelCache
+from engines.device import Placement
+from engines.embedded import Progress
+from engines.image_params import SCHEDULERS, ImageParams, check_memory
+from engines.resolve import ModelNotFound, ModelResolver, Resolved
+from engines.text import ModelLoadError
+from engines.zerogpu import gpu
 
 logger = logging.getLogger(__name__)
 TASK = "text-to-image"
@@ -71,7 +71,7 @@ class ImageModel:
     dtype_bytes: int
     device: str = "cpu"  # where it runs (with CPU offload: the GPU); read once, the lookup walks every module
     denoiser_params: int = 0  # UNet / transformer parameters: decides the CPU thread count
-    traced: Any = None  # models.image_trace.TracedDenoiser when the denoiser runs as traced graphs
+    traced: Any = None  # engines.image_trace.TracedDenoiser when the denoiser runs as traced graphs
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def activity(self) -> str:
@@ -216,7 +216,7 @@ class ImageEngine:
     def cpu_threads(self, model: ImageModel):
         """Run the block with threads_for(model) torch threads in this thread, then restore the count.
 
-        Set in the thread that runs the model (a gradio worker), as models/generation.py does for text.
+        Set in the thread that runs the model (a gradio worker), as engines/generation.py does for text.
         """
         import torch
 
@@ -264,7 +264,7 @@ class ImageEngine:
 
         Args:
             ref: hub id or local folder of a text-to-image pipeline.
-            params: validated settings (see models.image_params.parse_image_params).
+            params: validated settings (see engines.image_params.parse_image_params).
             stop: when set, the run ends at the next step; the images so far are decoded and returned.
             progress: called after every denoising step with (done, total).
         Returns:

@@ -10,15 +10,15 @@ from typing import Any
 
 import gradio as gr
 
-from components import conversation_io
-from components.common import (
+from ui import conversation_io
+from ui.common import (
     USER_ERRORS, bind, ParamControls, StopRegistry, build_param_controls, params_or_error, preset_values,
     TEXT_QUEUE, text_slots, read_ahead, session_key, user_error,
 )
 from config import AppConfig
-from models.catalog import Catalog
-from models.generation import GenerationError
-from models.params import GenerationParams
+from engines.catalog import Catalog
+from engines.generation import GenerationError
+from engines.params import GenerationParams
 
 logger = logging.getLogger(__name__)
 Messages = list[dict[str, Any]]
@@ -30,11 +30,11 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and accurat
 class ChatDeps:
     """What the chat handlers need, injected by `build`."""
 
-    engine: Any  # models.text.TextEngine or a fake with the same `chat` method
+    engine: Any  # engines.text.TextEngine or a fake with the same `chat` method
     registry: StopRegistry
     max_new_tokens: int
-    history: Any = None  # playground_index.HistoryStore: every reply is recorded when set
-    index: Any = None  # playground_index.CollectionIndex: lets a reply answer from a collection
+    history: Any = None  # store.HistoryStore: every reply is recorded when set
+    index: Any = None  # store.CollectionIndex: lets a reply answer from a collection
     rag_chars: int = 2000  # context budget for retrieved passages
 
 
@@ -70,7 +70,7 @@ def retrieve(message: str, collection: str, deps: ChatDeps, owner: str) -> tuple
     """The question with passages from the asker's (`owner`'s) collection, and the sources note for the reply."""
     if not collection or deps.index is None:
         return message, []
-    from playground_index import format_sources, rag_message
+    from store import format_sources, rag_message
 
     try:
         context, sources = deps.index.retrieve_for_prompt(owner, collection, message, top_k=4,
@@ -142,7 +142,7 @@ def record(deps: Any, asker: Asker, kind: str, prompt: str, output: str, model: 
 
 
 def asker_of(request: gr.Request | None, browser_id: str) -> Asker:
-    from playground_index import owner_of
+    from store import owner_of
 
     return Asker(session=session_key(request), owner=owner_of(request, browser_id))
 

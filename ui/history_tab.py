@@ -10,11 +10,11 @@ from typing import Any
 
 import gradio as gr
 
-from components.common import bind
+from ui.common import bind
 
 from config import AppConfig
-from playground_index import KINDS, EmptyQuery, HistoryStore, new_browser_id, owner_of
-from playground_index.owners import valid_browser_id
+from store import KINDS, EmptyQuery, HistoryStore, new_browser_id, owner_of
+from store.owners import valid_browser_id
 
 HEADERS = ["id", "when", "kind", "model", "prompt", "output"]
 WIDTHS = ["5%", "14%", "9%", "17%", "25%", "30%"]  # the output in view, wrapped

@@ -9,15 +9,15 @@ from typing import Any
 
 import gradio as gr
 
-from components.common import (
+from ui.common import (
     TEXT_QUEUE, text_slots, USER_ERRORS, bind, StopRegistry, build_param_controls, params_or_error, preset_values,
     read_ahead, user_error,
 )
-from components.chat_tab import asker_of, record
-from components.chat_tab import stop as stop_generation
+from ui.chat_tab import asker_of, record
+from ui.chat_tab import stop as stop_generation
 from config import AppConfig
-from models.catalog import Catalog
-from models.generation import GenerationError
+from engines.catalog import Catalog
+from engines.generation import GenerationError
 
 MAX_STOP_STRINGS = 8
 # probability buckets for the token view, most confident first
@@ -27,10 +27,10 @@ GenerateOutput = tuple[str, dict[str, Any], list[tuple[str, float | None]]]
 
 @dataclass
 class TextDeps:
-    engine: Any  # models.text.TextEngine or a fake with the same `complete` method
+    engine: Any  # engines.text.TextEngine or a fake with the same `complete` method
     registry: StopRegistry
     max_new_tokens: int
-    history: Any = None  # playground_index.HistoryStore: every completion is recorded when set
+    history: Any = None  # store.HistoryStore: every completion is recorded when set
 
 
 @dataclass
@@ -38,7 +38,7 @@ class TextTab:
     prompt: gr.Textbox
     output: gr.Textbox
     model: gr.Dropdown
-    controls: Any  # components.common.ParamControls
+    controls: Any  # ui.common.ParamControls
 
 
 def parse_stop_strings(text: str) -> tuple[str, ...]:

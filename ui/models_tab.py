@@ -12,9 +12,9 @@ from typing import Any, Protocol
 import gradio as gr
 import psutil
 
-from components.common import USER_ERRORS
-from models.cache import ModelCache
-from models.catalog import Catalog
+from ui.common import USER_ERRORS
+from engines.cache import ModelCache
+from engines.catalog import Catalog
 
 COLUMNS = ["model", "task", "device", "dtype", "parameters (M)", "memory (MB)", "load time (s)", "idle (s)",
            "in use", "source", "activity"]

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from models.generation import GenerationError, GenerationStats, StreamUpdate
-from models.params import GenerationParams
+from engines.generation import GenerationError, GenerationStats, StreamUpdate
+from engines.params import GenerationParams
 
 
 class RemoteUnavailable(RuntimeError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from models.params import GenerationParams
+from engines.params import GenerationParams
 
 
 def truncate(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.common import PARAM_NAMES
+from ui.common import PARAM_NAMES
 
 TAB_OF_KIND = {"chat": "chat", "completion": "text"}
 

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from playground_index.embeddings import Embedder, apply_torch_threads
+from store.embeddings import Embedder, apply_torch_threads
 
 logger = logging.getLogger(__name__)
 MAX_EMBED_CHARS = 2000  # the model reads ~128 tokens; tokenizing megabytes would only waste time

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from models.params import GenerationParams
-from models.prefix_cache import Prefix, PrefixCache
-from models.sampling import pick_tokens
+from engines.params import GenerationParams
+from engines.prefix_cache import Prefix, PrefixCache
+from engines.sampling import pick_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class BatchRequest:
     seed: int
     stop: threading.Event
     with_probs: bool = False
-    owner: str = ""  # whose cached prompt starts this request may reuse (see models/prefix_cache.py)
+    owner: str = ""  # whose cached prompt starts this request may reuse (see engines/prefix_cache.py)
     out: queue.Queue = field(default_factory=queue.Queue)
     generated: int = 0
     tokens: list[int] = field(default_factory=list)  # generated so far

@@ -23,7 +23,7 @@ def retrieve_for_prompt(index, owner: str, collection: str, query: str, top_k: i
     """Context text for a prompt and the sources it holds.
 
     Args:
-        index: a playground_index.CollectionIndex.
+        index: a store.CollectionIndex.
         owner: whose collection (the asker's owner key): another owner's collection is never searched.
         collection: the collection to search.
         query: the user's message.

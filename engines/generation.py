@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from models.params import GenerationParams
+from engines.params import GenerationParams
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class TextModel:
     tokenizer: object
     context_length: int
     eos_ids: list[int]
-    batcher: object | None = None  # a models.batching.Batcher when concurrent requests can share forward passes
+    batcher: object | None = None  # a engines.batching.Batcher when concurrent requests can share forward passes
 
     def activity(self) -> str:
         """What the model is doing now, for the Models tab."""
@@ -93,7 +93,7 @@ class GenerationRun:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        from models.streaming import StopFlag
+        from engines.streaming import StopFlag
 
         model, p = self.tm.model, self.params
         input_ids = torch.tensor([self.ids], device=model.device)
@@ -116,7 +116,7 @@ class GenerationRun:
             return self.tm.batcher.submit(self.ids, self.params, self.seed, self.stop, self.with_probs, self.owner)
         import torch
 
-        from models.streaming import ProbabilityRecorder, QueueStreamer
+        from engines.streaming import ProbabilityRecorder, QueueStreamer
 
         recorder = ProbabilityRecorder() if self.with_probs else None
         streamer = QueueStreamer(recorder)
@@ -142,7 +142,7 @@ class GenerationRun:
 
     def stream(self, model_name: str, start: float, trim: dict[str, int]) -> Iterator[StreamUpdate]:
         """Yield updates as tokens arrive; the last one carries the stats."""
-        from models.streaming import IncrementalDecoder, StopStringScan
+        from engines.streaming import IncrementalDecoder, StopStringScan
 
         decoder = IncrementalDecoder(self.tm.tokenizer)
         scan = StopStringScan(self.stop_strings) if self.stop_strings else None

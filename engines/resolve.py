@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.embedded import EMBEDDED, Progress, ensure_converted
+from engines.embedded import EMBEDDED, Progress, ensure_converted
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.params import LIMITS
-from models.remote import RemoteModel, parse_remote
+from engines.params import LIMITS
+from engines.remote import RemoteModel, parse_remote
 
 
 # what runs offline when a catalog leaves a task out (the embedded models)

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from config import AppConfig
-from models.generation import GenerationError
-from models.params import LIMITS, GenerationParams, parse_params
-from models.resolve import ModelNotFound
+from engines.generation import GenerationError
+from engines.params import LIMITS, GenerationParams, parse_params
+from engines.resolve import ModelNotFound
 from serving.limits import Deadline, RateLimited, RateLimiter
 
 T = TypeVar("T")

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from models.cache import Loaded, ModelCache
+from engines.cache import Loaded, ModelCache
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class SentenceEmbedder:
     Args:
         cache: the app's model cache.
         ref: hub id or local folder of a sentence-transformers model.
-        resolver: a models.resolve.ModelResolver for folders, the hub cache and the hub (None: packaged copy or
+        resolver: a engines.resolve.ModelResolver for folders, the hub cache and the hub (None: packaged copy or
             local folder only).
         batch_size: texts per forward pass (texts are sorted by length first, so a batch carries little padding;
             16 measured best on 2 cores).
@@ -133,7 +133,7 @@ class SentenceEmbedder:
 
     def _location(self) -> tuple[str, str]:
         if self.resolver is not None:
-            from models.resolve import ModelNotFound
+            from engines.resolve import ModelNotFound
 
             try:
                 resolved = self.resolver.resolve(self.name)

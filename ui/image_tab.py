@@ -12,13 +12,13 @@ from typing import Any
 
 import gradio as gr
 
-from components.common import USER_ERRORS, StopRegistry, bind, session_key, user_error
+from ui.common import USER_ERRORS, StopRegistry, bind, session_key, user_error
 from config import AppConfig
-from models.catalog import Catalog
-from models.image_meta import read_png_meta, save_png
-from models.image_params import IMAGE_LIMITS, SCHEDULERS, ImageParams, parse_image_params
+from engines.catalog import Catalog
+from engines.image_meta import read_png_meta, save_png
+from engines.image_params import IMAGE_LIMITS, SCHEDULERS, ImageParams, parse_image_params
 
-EMBEDDED_T2I = "hf-playground/tiny-t2i-64"  # same id as models.image.EMBEDDED_T2I (no torch import here)
+EMBEDDED_T2I = "hf-playground/tiny-t2i-64"  # same id as engines.image.EMBEDDED_T2I (no torch import here)
 TASK = "text-to-image"
 # the inputs of /text_to_image, in order; restored from a dropped PNG under the same names
 SETTINGS = ("negative_prompt", "model", "steps", "guidance_scale", "seed", "width", "height", "num_images",
@@ -31,10 +31,10 @@ GenerateOutput = tuple[list[tuple[str, str]], int, dict[str, Any]]
 class ImageDeps:
     """What the handlers need, injected by `build`."""
 
-    engine: Any  # models.image.ImageEngine or a fake with the same `generate`
+    engine: Any  # engines.image.ImageEngine or a fake with the same `generate`
     registry: StopRegistry
     out_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hf-playground-images-")))
-    history: Any = None  # playground_index.HistoryStore: each image is recorded when set
+    history: Any = None  # store.HistoryStore: each image is recorded when set
 
 
 @dataclass
@@ -123,7 +123,7 @@ def record_images(deps: ImageDeps, request: gr.Request | None, browser_id: str, 
     """Keep every image (PNG with its parameters) in the user's history; never fails the generation."""
     if deps.history is None:
         return
-    from playground_index import owner_of
+    from store import owner_of
 
     owner = owner_of(request, browser_id)
     for i, (path, _) in enumerate(items):

@@ -10,13 +10,13 @@ from typing import Any
 
 import gradio as gr
 
-from components.common import bind, session_key
+from ui.common import bind, session_key
 from config import AppConfig
 from databrowser.errors import DatasetError
 from databrowser.sources import SourceRef
-from playground_index import CollectionIndex, DocumentError, EmptyQuery, owner_of
-from playground_index.documents import column_documents, supported_types
-from playground_index.search import MODES
+from store import CollectionIndex, DocumentError, EmptyQuery, owner_of
+from store.documents import column_documents, supported_types
+from store.search import MODES
 
 # keyword: BM25, higher is better (SQLite's own sign is the opposite); meaning: cosine similarity of the embeddings
 RESULT_HEADERS = ["rank", "score", "document", "chunk", "text", "keyword (BM25)", "meaning"]
