@@ -8,12 +8,12 @@ import time
 
 import gradio as gr
 
-from ui import chat_tab, datasets_tab, history_tab, image_tab, index_tab, models_tab, text_tab
-from ui.rerun import route_rerun
-from ui.models_tab import ModelsDeps
 from config import REPO_DIR, AppConfig
-from serving.openai_api import ApiDeps, build_router
 from services import Services, build_services
+from serving.openai_api import ApiDeps, build_router
+from ui import chat_tab, datasets_tab, history_tab, image_tab, index_tab, models_tab, text_tab
+from ui.models_tab import ModelsDeps
+from ui.rerun import route_rerun
 
 logger = logging.getLogger(__name__)
 TITLE = "Hugging Face models playground"

@@ -52,3 +52,7 @@ def log_internal(exc: BaseException, what: str = "request") -> str:
 
 def internal_message(error_id: str) -> str:
     return f"Internal error (id {error_id}): this is a fault in the app, not in your input; the server log has details."
+
+
+class InvalidInput(UserError, ValueError):
+    """A value the person sent is out of range, malformed or of the wrong kind (also a ValueError)."""

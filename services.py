@@ -8,20 +8,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from ui.common import StopRegistry
 from config import AppConfig
 from databrowser.browser import DatasetBrowser
-from store import CollectionIndex, HistoryStore
-from store.embeddings import Embedder
-from store.history import default_embedder
 from engines.cache import ModelCache
 from engines.catalog import Catalog, load_catalog
 from engines.device import Placement, choose_placement
-from engines.resolve import HubProbe, ModelResolver
 from engines.image import ImageEngine
 from engines.remote import RemoteTextEngine
+from engines.resolve import HubProbe, ModelResolver
 from engines.text import TextEngine
 from serving.limits import RateLimiter
+from serving.sessions import StopRegistry
+from store import CollectionIndex, HistoryStore
+from store.embeddings import Embedder
+from store.history import default_embedder
 
 
 @dataclass

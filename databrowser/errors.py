@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from errors import UserError
 
-class DatasetError(Exception):
+
+class DatasetError(UserError):
     """A dataset could not be opened, read or queried; the message names what and why."""
 
 

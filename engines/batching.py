@@ -23,6 +23,7 @@ import torch
 from engines.params import GenerationParams
 from engines.prefix_cache import Prefix, PrefixCache
 from engines.sampling import pick_tokens
+from errors import InvalidInput, LimitReached, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 _LIVE: weakref.WeakSet[Batcher] = weakref.WeakSet()  # closed at exit, see `Batcher.close`
 
 
-class QueueFull(RuntimeError):
+class QueueFull(LimitReached):
     """Too many requests are already waiting for this model; the message says how many."""
 
 
@@ -105,11 +106,11 @@ class Batcher:
                with_probs: bool = False, owner: str = "") -> BatchRequest:
         """Queue a generation; its tokens arrive on the returned request's `out` queue."""
         if not ids:
-            raise ValueError("the prompt has no tokens")
+            raise InvalidInput("the prompt has no tokens")
         req = BatchRequest(ids=list(ids), params=params, seed=seed, stop=stop, with_probs=with_probs, owner=owner)
         with self._cond:
             if self._closing:
-                raise RuntimeError("the model is shutting down")
+                raise Unavailable("the model is shutting down; send the request again")
             if len(self._waiting) >= self.max_waiting:
                 raise QueueFull(f"{len(self._waiting)} requests are already waiting for this model (the limit is "
                                 f"{self.max_waiting}); try again in a moment")
@@ -170,7 +171,7 @@ class Batcher:
     def _loop_once(self) -> bool:
         with self._cond:
             if self._closing:
-                self._fail_all(RuntimeError("the model is shutting down"))
+                self._fail_all(Unavailable("the model is shutting down; send the request again"))
                 return False
             if not self._waiting and not self._active:
                 self._thread, self._cache = None, None  # the next submit starts a fresh worker

@@ -10,7 +10,6 @@ from typing import Any
 from engines.params import LIMITS
 from engines.remote import RemoteModel, parse_remote
 
-
 # what runs offline when a catalog leaves a task out (the embedded models)
 BUILTIN_DEFAULTS = {"chat": "HuggingFaceTB/SmolLM2-135M-Instruct",
                     "text-generation": "HuggingFaceTB/SmolLM2-135M-Instruct",

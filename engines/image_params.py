@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from errors import InvalidInput
+
 # name -> (low, high, kind); the UI sliders use the same bounds
 IMAGE_LIMITS: dict[str, tuple[float, float, type]] = {
     "steps": (1, 150, int),
@@ -58,16 +60,16 @@ class ImageParams:
 def _number(name: str, value: Any) -> float | int:
     low, high, kind = IMAGE_LIMITS[name]
     if isinstance(value, bool) or value is None or value == "":
-        raise ValueError(f"{name} must be a number between {low} and {high}, got {value!r}")
+        raise InvalidInput(f"{name} must be a number between {low} and {high}, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number between {low} and {high}, got {value!r}") from None
+        raise InvalidInput(f"{name} must be a number between {low} and {high}, got {value!r}") from None
     if not math.isfinite(number) or not low <= number <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value!r}")
+        raise InvalidInput(f"{name} must be between {low} and {high}, got {value!r}")
     if kind is int:
         if number != int(number):
-            raise ValueError(f"{name} must be a whole number between {low} and {high}, got {value!r}")
+            raise InvalidInput(f"{name} must be a whole number between {low} and {high}, got {value!r}")
         return int(number)
     return number
 
@@ -88,11 +90,11 @@ def parse_image_params(prompt: Any, negative_prompt: Any = "", steps: Any = 20, 
     """
     prompt = "" if prompt is None else str(prompt).strip()
     if not prompt:
-        raise ValueError("the prompt is empty: describe the image, e.g. 'a small red circle on a white background'")
+        raise InvalidInput("the prompt is empty: describe the image, e.g. 'a small red circle on a white background'")
     if scheduler in (None, ""):
         scheduler = "default"
     if scheduler not in SCHEDULERS:
-        raise ValueError(f"scheduler must be one of {list(SCHEDULERS)}, got {scheduler!r}")
+        raise InvalidInput(f"scheduler must be one of {list(SCHEDULERS)}, got {scheduler!r}")
     w, h = _number("width", width), _number("height", height)
     rw, rh = round_to_8(w), round_to_8(h)
     return ImageParams(
@@ -130,7 +132,7 @@ def check_memory(params: ImageParams, available_bytes: int | None, latent_factor
         return
     need = estimate_bytes(params, latent_factor, dtype_bytes)
     if need > 0.8 * available_bytes:
-        raise ValueError(
+        raise InvalidInput(
             f"{params.num_images} image(s) of {params.width}x{params.height} need about {need / 2**30:.1f} GiB, "
             f"but only {available_bytes / 2**30:.1f} GiB is free: lower the size or the number of images"
             + ("" if params.attention_slicing else ", or turn on attention slicing"))

@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from errors import InvalidInput
+
 # name: (lowest, highest, type)
 LIMITS: dict[str, tuple[float, float, type]] = {
     "temperature": (0.0, 2.0, float),
@@ -38,16 +40,16 @@ class GenerationParams:
 
 def _coerce(name: str, value: Any, kind: type) -> float | int:
     if isinstance(value, bool) or value is None or (isinstance(value, str) and not value.strip()):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise InvalidInput(f"{name} must be a number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+        raise InvalidInput(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise InvalidInput(f"{name} must be a finite number, got {value!r}")
     if kind is int:
         if number != int(number):
-            raise ValueError(f"{name} must be a whole number, got {value!r}")
+            raise InvalidInput(f"{name} must be a whole number, got {value!r}")
         return int(number)
     return number
 
@@ -67,7 +69,7 @@ def parse_params(max_new_tokens_limit: int, **values: Any) -> GenerationParams:
     """
     unknown = set(values) - set(LIMITS)
     if unknown:
-        raise ValueError(f"unknown generation parameters {sorted(unknown)}; expected some of {sorted(LIMITS)}")
+        raise InvalidInput(f"unknown generation parameters {sorted(unknown)}; expected some of {sorted(LIMITS)}")
     clean: dict[str, float | int] = {}
     for name, raw in values.items():
         low, high, kind = LIMITS[name]
@@ -75,6 +77,6 @@ def parse_params(max_new_tokens_limit: int, **values: Any) -> GenerationParams:
             high = max_new_tokens_limit
         value = _coerce(name, raw, kind)
         if not low <= value <= high:
-            raise ValueError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
+            raise InvalidInput(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
         clean[name] = value
     return GenerationParams(**clean)

@@ -18,9 +18,10 @@ from typing import Any
 
 from engines.generation import GenerationError, GenerationStats, StreamUpdate
 from engines.params import GenerationParams
+from errors import Unavailable
 
 
-class RemoteUnavailable(RuntimeError):
+class RemoteUnavailable(Unavailable):
     """The remote server could not be reached or refused the request; the message says which and why."""
 
 

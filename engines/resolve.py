@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engines.embedded import EMBEDDED, Progress, ensure_converted
+from errors import NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ REPO_MODELS = {
 }
 
 
-class ModelNotFound(LookupError):
+class ModelNotFound(NotFound):
     """No source had the model; the message lists what was tried."""
 
 

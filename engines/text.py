@@ -16,16 +16,17 @@ from engines.params import GenerationParams
 from engines.remote import RemoteTextEngine
 from engines.resolve import ModelNotFound, ModelResolver, Resolved
 from engines.zerogpu import gpu
+from errors import InvalidInput, UserError
 
 logger = logging.getLogger(__name__)
 TASK = "text-generation"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError):
     """A model could not be loaded; the message says why and what to try."""
 
 
-class InputTooLong(ValueError):
+class InputTooLong(InvalidInput):
     """Even after trimming, the input does not fit the model's context."""
 
 

@@ -37,14 +37,14 @@ def serve(port: int, threads: int) -> None:
     import gradio as gr
     import torch
 
-    from ui import image_tab
-    from ui.common import StopRegistry
     from config import AppConfig
     from engines.cache import ModelCache
     from engines.catalog import load_catalog
     from engines.device import Placement
     from engines.image import ImageEngine
     from engines.resolve import HubProbe, ModelResolver
+    from serving.sessions import StopRegistry
+    from ui import image_tab
 
     torch.set_num_threads(threads)  # as app.py does for --threads
     config = AppConfig(port=port, offline=True, preload=False, data_dir=Path(tempfile.mkdtemp()))

@@ -30,9 +30,10 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
+    from playwright.sync_api import expect, sync_playwright
+
     import app
     from config import AppConfig
-    from playwright.sync_api import expect, sync_playwright
 
     config = AppConfig.from_args(["--port", str(args.port), "--offline"])
     services = app.build_services(config)

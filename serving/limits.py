@@ -6,8 +6,10 @@ import threading
 import time
 from collections import deque
 
+from errors import LimitReached
 
-class RateLimited(RuntimeError):
+
+class RateLimited(LimitReached):
     """The caller sent too many requests; the message says the limit and when to retry."""
 
     def __init__(self, message: str, retry_after_s: float):

@@ -29,9 +29,22 @@ from engines.remote import RemoteUnavailable
 from engines.resolve import ModelNotFound
 from serving.limits import Deadline, RateLimited, RateLimiter
 from serving.openai_media import embed, generate_images, served_models
-from serving.openai_schema import (ApiError, ChatBody, CompletionBody, EmbeddingBody, ImageBody, chat_messages,
-                                   check_chars, finish_reason, generation_params, new_id, now, single_prompt,
-                                   stop_strings, usage)
+from serving.openai_schema import (
+    ApiError,
+    ChatBody,
+    CompletionBody,
+    EmbeddingBody,
+    ImageBody,
+    chat_messages,
+    check_chars,
+    finish_reason,
+    generation_params,
+    new_id,
+    now,
+    single_prompt,
+    stop_strings,
+    usage,
+)
 
 logger = logging.getLogger(__name__)
 

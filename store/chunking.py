@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from errors import InvalidInput
+
 _WORD = re.compile(r"\S+")
 MAX_CHUNK_WORDS = 2000
 
@@ -12,9 +14,9 @@ MAX_CHUNK_WORDS = 2000
 def check_chunking(chunk_size: int, overlap: int) -> None:
     """Raise ValueError unless 1 <= chunk_size <= MAX_CHUNK_WORDS and 0 <= overlap < chunk_size."""
     if not 1 <= chunk_size <= MAX_CHUNK_WORDS:
-        raise ValueError(f"chunk size must be between 1 and {MAX_CHUNK_WORDS} words, got {chunk_size}")
+        raise InvalidInput(f"chunk size must be between 1 and {MAX_CHUNK_WORDS} words, got {chunk_size}")
     if not 0 <= overlap < chunk_size:
-        raise ValueError(f"overlap must be at least 0 and smaller than the chunk size ({chunk_size}), got {overlap}")
+        raise InvalidInput(f"overlap must be at least 0 and smaller than the chunk size ({chunk_size}), got {overlap}")
 
 
 def chunk_text(text: str, chunk_size: int = 100, overlap: int = 20) -> list[str]:

@@ -16,14 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from errors import InvalidInput
 from store import search as ranking
 from store.chunking import check_chunking, chunk_text, content_hash
+from store.database import Database
 from store.documents import Document, read_document
 from store.embeddings import Embedder, apply_torch_threads
 from store.owners import require_owner
 from store.records import AddResult, CollectionError, CollectionInfo, DocumentInfo, Passage, SearchResult
 from store.schema import COLLECTIONS_MIGRATIONS, collection_fts_sql, drop_collection_fts_sql
-from store.database import Database
 from store.vectors import VectorCache, nearest, rows_from_blobs
 from store.worker import EmbedWorker
 
@@ -264,7 +265,7 @@ class CollectionIndex:
         """The `top_k` best passages of one of the owner's collections; notes say when it is still indexing."""
         query = ranking.check_query(query, mode)
         if not 1 <= int(top_k) <= 100:
-            raise ValueError(f"top_k must be between 1 and 100, got {top_k}")
+            raise InvalidInput(f"top_k must be between 1 and 100, got {top_k}")
         vector = self._query_pool.submit(self.embedder.encode, [query]) if mode != "keyword" else None
         conn = self.db.read()
         conn.execute("BEGIN")  # one snapshot for the counts, the keyword hits and the vectors

@@ -9,6 +9,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from errors import InvalidInput
+
 logger = logging.getLogger(__name__)
 
 TEXT_TYPES = (".txt", ".md", ".markdown", ".text")
@@ -16,7 +18,7 @@ PDF_TYPES = (".pdf",)
 MAX_DOCUMENT_CHARS = 20_000_000  # about 3M words: larger texts should be split before indexing
 
 
-class DocumentError(ValueError):
+class DocumentError(InvalidInput):
     """A document cannot be indexed; the message names the file, what was expected and what arrived."""
 
 

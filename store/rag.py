@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from errors import InvalidInput
+
 
 @dataclass(frozen=True)
 class Source:
@@ -36,7 +38,7 @@ def retrieve_for_prompt(index, owner: str, collection: str, query: str, top_k: i
         same order. ("", []) when nothing matched.
     """
     if max_chars < 100:
-        raise ValueError(f"max_chars must be at least 100, got {max_chars}")
+        raise InvalidInput(f"max_chars must be at least 100, got {max_chars}")
     result = index.search(owner, collection, query, top_k=top_k)
     parts: list[str] = []
     sources: list[Source] = []

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from errors import NotFound
 
-class CollectionError(LookupError):
+
+class CollectionError(NotFound):
     """An unknown, duplicate or badly named collection."""
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from errors import InvalidInput
+
 MODES = ("hybrid", "keyword", "semantic")
 RRF_K = 60
 MAX_TERMS = 32
@@ -19,7 +21,7 @@ STOPWORDS = frozenset(
 )
 
 
-class EmptyQuery(ValueError):
+class EmptyQuery(InvalidInput):
     """The query has no words to search for."""
 
 
@@ -35,7 +37,7 @@ class Hit:
 
 def check_query(query: str, mode: str) -> str:
     if mode not in MODES:
-        raise ValueError(f"search mode must be one of {MODES}, got {mode!r}")
+        raise InvalidInput(f"search mode must be one of {MODES}, got {mode!r}")
     query = (query or "").strip()
     if not re.search(r"\w", query):
         raise EmptyQuery("the query is empty: type some words to search for")

@@ -9,12 +9,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import sys
 from pathlib import Path
 
 import pytest
-
-
 from helpers import build_tiny_llama, make_config
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from engines.generation import GenerationError, GenerationStats, StreamUpdate
 from engines.params import GenerationParams
+from engines.resolve import ModelNotFound
 
 
 class FakeTextEngine:
@@ -27,7 +28,7 @@ class FakeTextEngine:
 
     def load(self, ref: str, progress=None):
         if ref.startswith("missing/"):
-            raise LookupError(f"cannot find model {ref!r}")
+            raise ModelNotFound(f"cannot find model {ref!r}")
         self.loaded.append(ref)
         return object()
 

@@ -85,16 +85,14 @@ def fake_services(config: AppConfig, engine, embedder=None, image=None):
     """Services with a fake text engine (and a hashing embedder) in place of the real ones (same wiring as the app)."""
     from index.fake_embedder import HashEmbedder
 
-    from ui.common import StopRegistry
     from databrowser.browser import DatasetBrowser
     from engines.cache import ModelCache
     from engines.catalog import load_catalog
     from engines.device import Placement
     from services import Services
-
-    from store import CollectionIndex, HistoryStore
-
     from serving.limits import RateLimiter
+    from serving.sessions import StopRegistry
+    from store import CollectionIndex, HistoryStore
 
     embedder = embedder or HashEmbedder()
     limiter = RateLimiter(config.rate_limit_per_min)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from fakes import FakeTextEngine
 from gradio_client import Client
 from gradio_client.exceptions import AppError
-
-from fakes import FakeTextEngine
 from helpers import fake_services, message_text, start_app
 
 

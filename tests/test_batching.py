@@ -7,10 +7,11 @@ import time
 
 import pytest
 import torch
-
 from helpers import sharp_llama
+
 from engines.batching import Batcher, QueueFull, probe
 from engines.params import GenerationParams
+from errors import Unavailable
 
 GREEDY = GenerationParams(temperature=0, max_new_tokens=24, repetition_penalty=1.0)
 PROMPTS = [[5, 9, 14, 3], [7, 7, 21, 30, 2, 11, 40, 8, 19], [12], [33, 6, 17, 25, 28, 4, 50, 61, 1, 2, 3, 4, 5, 6]]
@@ -138,7 +139,7 @@ def test_closing_ends_every_request_and_waits_for_the_worker(model):
     batcher.close()
     assert batcher._thread is None, "the worker has left"
     for req in (running, waiting):
-        with pytest.raises(RuntimeError, match="shutting down"):
+        with pytest.raises(Unavailable, match="shutting down"):
             collect(req)
-    with pytest.raises(RuntimeError, match="shutting down"):
+    with pytest.raises(Unavailable, match="shutting down"):
         batcher.submit(PROMPTS[0], GREEDY, seed=0, stop=threading.Event())

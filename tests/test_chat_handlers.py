@@ -8,12 +8,13 @@ from types import SimpleNamespace
 
 import gradio as gr
 import pytest
+from fakes import FakeTextEngine
 
+from serving.sessions import StopRegistry
 from ui import chat_tab, conversation_io, text_tab
 from ui.chat_tab import ChatDeps
-from ui.common import StopRegistry
+from ui.common import bind
 from ui.text_tab import TextDeps
-from fakes import FakeTextEngine
 
 VALUES = (0.2, 0.9, 50, 1.1, 64, -1)  # temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed
 MODEL = "fake/model"
@@ -192,7 +193,7 @@ def test_over_the_rate_limit_nothing_starts_and_the_conversation_stays():
     history = last(chat_tab.chat("one", [], "", MODEL, *VALUES, request=me, deps=d))[1]
     history = last(chat_tab.chat("two", history, "", MODEL, *VALUES, request=me, deps=d))[1]
     with pytest.raises(gr.Error, match="at most 2 requests per minute; try again in 60 s"):
-        next(chat_tab.chat("three", history, "", MODEL, *VALUES, request=me, deps=d))
+        next(bind(chat_tab.chat, deps=d)("three", history, "", MODEL, *VALUES, request=me))
     assert len(d.engine.calls) == 2 and len(history) == 4
     other = SimpleNamespace(session_hash="B", username=None)  # someone else is not limited by my requests
     assert last(chat_tab.chat("hi", [], "", MODEL, *VALUES, request=other, deps=d))[1][-1]["content"]

@@ -7,9 +7,9 @@ import time
 
 import pytest
 from gradio_client import Client
+from helpers import make_config, message_text, start_app
 
 from config import default_data_dir
-from helpers import make_config, message_text, start_app
 
 pytestmark = pytest.mark.embedded
 QUESTION = "What is the capital of France?"

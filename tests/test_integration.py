@@ -6,12 +6,12 @@ import time
 
 import gradio as gr
 import pytest
+from fakes import FakeTextEngine
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from helpers import fake_services, make_config, message_text, start_app
 
 from ui.rerun import route_rerun
-from fakes import FakeTextEngine
-from helpers import fake_services, make_config, message_text, start_app
 
 
 @pytest.fixture(scope="module")

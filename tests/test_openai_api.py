@@ -10,7 +10,6 @@ import httpx
 import numpy as np
 import openai
 import pytest
-
 from fakes import FakeTextEngine
 from helpers import fake_services, make_config, start_app
 

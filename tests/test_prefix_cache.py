@@ -6,8 +6,8 @@ import threading
 
 import pytest
 import torch
-
 from helpers import sharp_llama
+
 from engines.batching import Batcher
 from engines.params import GenerationParams
 from engines.prefix_cache import MIN_TOKENS, PrefixCache

@@ -12,8 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from helpers import free_port
+
 from engines.cache import ModelCache
 from engines.catalog import parse_catalog
 from engines.device import choose_placement

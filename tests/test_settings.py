@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from config import AppConfig, parse_auth
+from config import REPO_DIR, AppConfig, parse_auth
 from engines.catalog import load_catalog, parse_catalog
 from engines.params import GenerationParams, parse_params
-from config import REPO_DIR
 
 
 def test_params_accept_strings_and_numbers():
@@ -97,8 +96,9 @@ def test_packed_linear_copy_is_on_unless_turned_off(monkeypatch):
 
 @pytest.mark.parametrize("max_batch, slots", [(3, 3), (16, 16), (0, 8)])
 def test_every_text_event_waits_in_one_queue_sized_like_the_batch(tmp_path, models_root, max_batch, slots):
-    from app import build_app
     from helpers import make_config
+
+    from app import build_app
     from services import build_services
 
     demo = build_app(build_services(make_config(tmp_path, models_root, max_batch=max_batch)))

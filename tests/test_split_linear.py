@@ -7,9 +7,8 @@ import time
 
 import pytest
 import torch
-import torch.nn.functional as F
-
 from helpers import sharp_llama
+
 from engines.batching import Batcher
 from engines.params import GenerationParams
 from engines.split_linear import MAX_ROWS, SplitLinear, pack_linears, split_linears, unsplit_linears, wanted_parts

@@ -10,19 +10,29 @@ from typing import Any
 
 import gradio as gr
 
-from ui import conversation_io
-from ui.common import (
-    USER_ERRORS, bind, ParamControls, StopRegistry, build_param_controls, params_or_error, preset_values,
-    TEXT_QUEUE, text_slots, read_ahead, session_key, user_error,
-)
 from config import AppConfig
 from engines.catalog import Catalog
 from engines.generation import GenerationError
 from engines.params import GenerationParams
+from serving.sessions import StopRegistry
+from ui import conversation_io
+from ui.common import (
+    TEXT_QUEUE,
+    ParamControls,
+    bind,
+    build_param_controls,
+    params_or_error,
+    preset_values,
+    read_ahead,
+    session_key,
+    text_slots,
+)
+from ui.errors import to_gr_error
 
 logger = logging.getLogger(__name__)
 Messages = list[dict[str, Any]]
 ChatOutput = tuple[Messages, Messages, dict[str, Any]]  # chatbot, conversation state, stats of the last reply
+KEPT = "Everything up to the failure is kept."
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and accurately."
 
 
@@ -75,8 +85,8 @@ def retrieve(message: str, collection: str, deps: ChatDeps, owner: str) -> tuple
     try:
         context, sources = deps.index.retrieve_for_prompt(owner, collection, message, top_k=4,
                                                           max_chars=deps.rag_chars)
-    except USER_ERRORS as exc:
-        raise gr.Error(f"Could not search the collection {collection!r}: {exc}") from None
+    except Exception as exc:
+        raise to_gr_error(exc, f"Could not search the collection {collection!r}") from None
     if not sources:
         info = deps.index.info(owner, collection)
         busy = f" It is still indexing ({info.embedded}/{info.chunks} chunks embedded)." if info.indexing else ""
@@ -99,7 +109,7 @@ def stream_reply(history: Messages, message: str, system_prompt: str, model: str
     convo = [*history, {"role": "user", "content": message}]
     shown = [*convo, {"role": "assistant", "content": ""}]
     text, stats = "", {}
-    with deps.registry.generation(asker.session) as stop:  # refuses (rate limit) before anything is shown
+    with deps.registry.generation(asker.session, on_timeout=gr.Warning) as stop:  # refuses (rate limit) before anything is shown
         loading = not deps.engine.is_loaded(model)
         updates = read_ahead(deps.engine.chat(model, prompt, params, stop=stop, owner=asker.owner))  # starts now
         if show_question:
@@ -117,10 +127,10 @@ def stream_reply(history: Messages, message: str, system_prompt: str, model: str
         except GenerationError as exc:
             kept = [*convo, {"role": "assistant", "content": text}, *notes] if text else convo
             yield kept, kept, stats
-            raise user_error(exc, "Generation failed") from None
-        except USER_ERRORS as exc:
+            raise to_gr_error(exc, "Generation failed", kept=KEPT) from None
+        except Exception as exc:
             yield history, history, stats  # nothing was generated: put the conversation back as it was
-            raise user_error(exc, f"Could not answer with {model}") from None
+            raise to_gr_error(exc, f"Could not answer with {model}") from None
     record(deps, asker, "chat", message, text, model, params, stats, collection)
     if stats.get("trimmed_messages"):
         gr.Warning(f"The conversation is longer than the model's context: the oldest {stats['trimmed_messages']} "

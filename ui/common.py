@@ -6,20 +6,17 @@ import functools
 import inspect
 import queue
 import threading
-import time
 import typing
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import gradio as gr
 
 from config import AppConfig
-from engines.generation import GenerationError
 from engines.params import LIMITS, GenerationParams, parse_params
-from engines.resolve import ModelNotFound
-from serving.limits import Deadline, RateLimited, RateLimiter
+from errors import InvalidInput
+from ui.errors import guarded
 
 T = TypeVar("T")
 # Chat and Text generation wait in one UI queue (people see their place in it) sized like a model's batch, so
@@ -33,82 +30,6 @@ def text_slots(config: AppConfig) -> int:
 
 
 PARAM_NAMES = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed")
-# errors whose message is written for the user (what was expected, what arrived)
-USER_ERRORS = (ValueError, LookupError, ModelNotFound, RuntimeError)
-
-
-class StopRegistry:
-    """The running generation of each session, so a Stop click (or `/stop` call) ends exactly that one.
-
-    Every generation starts here, so this is also where the per-user rate limit and the time limit apply.
-
-    Args:
-        limiter: requests per minute per user (None: no limit).
-        timeout_s: a generation running longer is stopped, with a warning (None: no limit).
-    """
-
-    def __init__(self, limiter: RateLimiter | None = None, timeout_s: float | None = None) -> None:
-        self._events: dict[str, threading.Event] = {}
-        self._lock = threading.Lock()
-        self._last_end = time.monotonic()
-        self._outside = 0
-        self.limiter, self.timeout_s = limiter, timeout_s
-
-    @contextmanager
-    def generation(self, session: str) -> Iterator[threading.Event]:
-        """A fresh stop event for this session's new generation, forgotten when it ends.
-
-        Raises gr.Error before anything starts when the user is over the rate limit.
-        """
-        if self.limiter is not None:
-            try:
-                self.limiter.admit(rate_key(session))
-            except RateLimited as exc:
-                raise gr.Error(str(exc)) from None
-        event = threading.Event()
-        with self._lock:
-            self._events[session] = event
-        try:
-            with Deadline(event, self.timeout_s) as deadline:
-                yield event
-            if deadline.fired:
-                gr.Warning(f"Stopped at the server's time limit of {self.timeout_s:g} s per request.")
-        finally:
-            event.set()  # whatever ended the request (done, error, disconnect) ends the model's work too
-            with self._lock:
-                if self._events.get(session) is event:
-                    del self._events[session]
-                self._last_end = time.monotonic()
-
-    def stop(self, session: str) -> bool:
-        """Stop the session's running generation; False when none runs."""
-        with self._lock:
-            event = self._events.get(session)
-        if event is None:
-            return False
-        event.set()
-        return True
-
-    def running(self) -> int:
-        with self._lock:
-            return len(self._events)
-
-    def idle_seconds(self) -> float:
-        """How long no generation has been running (0 while one runs, here or through the HTTP API)."""
-        with self._lock:
-            return 0.0 if self._events or self._outside else time.monotonic() - self._last_end
-
-    @contextmanager
-    def outside(self) -> Iterator[None]:
-        """Count a generation started elsewhere (the /v1 API), so background work waits for it too."""
-        with self._lock:
-            self._outside += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._outside -= 1
-                self._last_end = time.monotonic()
 
 
 def read_ahead(updates: Iterator[T]) -> Iterator[list[T]]:
@@ -161,26 +82,21 @@ def bind(fn: Callable, **deps: Any) -> Callable:
     """
     hints = typing.get_type_hints(fn)
     signature = inspect.signature(fn)
+    safe = guarded(fn)  # the error policy: a person never sees a traceback or an internal error as their fault
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def bound(*args: Any, **kwargs: Any) -> Any:
-            yield from fn(*args, **kwargs, **deps)
+            yield from safe(*args, **kwargs, **deps)
     else:
         @functools.wraps(fn)
         def bound(*args: Any, **kwargs: Any) -> Any:
-            return fn(*args, **kwargs, **deps)
+            return safe(*args, **kwargs, **deps)
     del bound.__wrapped__  # gradio must see the signature below, not the original one
     bound.__signature__ = signature.replace(
         parameters=[p for name, p in signature.parameters.items() if name not in deps],
         return_annotation=hints.get("return", inspect.Signature.empty))
     bound.__annotations__ = {k: v for k, v in hints.items() if k not in deps}
     return bound
-
-
-def rate_key(session: str) -> str:
-    """Whom a rate limit counts: the logged-in user across their sessions, else the browser session."""
-    user, _, rest = session.partition(":")
-    return f"user:{user}" if user else f"session:{rest.split(':')[0]}"
 
 
 def session_key(request: gr.Request | None) -> str:
@@ -230,7 +146,7 @@ def params_or_error(max_new_tokens_limit: int, values: tuple[Any, ...]) -> Gener
     """Parse the control values in PARAM_NAMES order, turning a bad value into a gr.Error."""
     try:
         return parse_params(max_new_tokens_limit, **dict(zip(PARAM_NAMES, values, strict=True)))
-    except ValueError as exc:
+    except InvalidInput as exc:
         raise gr.Error(str(exc)) from None
 
 
@@ -240,10 +156,3 @@ def preset_values(presets: dict[str, dict[str, float]], name: str) -> list[Any]:
     if preset is None:
         raise gr.Error(f"unknown preset {name!r}; choose one of {sorted(presets)}")
     return [preset.get(p, gr.skip()) for p in PARAM_NAMES]
-
-
-def user_error(exc: BaseException, what: str) -> gr.Error:
-    """A gr.Error for a failure the user can act on; the message names what failed."""
-    if isinstance(exc, GenerationError):
-        return gr.Error(f"{exc} Everything up to the failure is kept.")
-    return gr.Error(f"{what}: {exc}")

@@ -10,6 +10,8 @@ from typing import Any
 
 import gradio as gr
 
+from errors import InvalidInput
+
 FORMAT = "hf-playground-chat"
 MAX_IMPORT_BYTES = 5 * 2**20
 ROLES = {"user", "assistant", "system"}
@@ -50,19 +52,19 @@ def parse_conversation(data: Any) -> tuple[Messages, str | None]:
         system = data.get("system_prompt")
         data = data.get("messages")
     if not isinstance(data, list):
-        raise ValueError("expected a JSON list of messages, or an object with a 'messages' list")
+        raise InvalidInput("expected a JSON list of messages, or an object with a 'messages' list")
     messages: Messages = []
     for i, message in enumerate(data):
         if not isinstance(message, dict) or message.get("role") not in ROLES or not isinstance(
                 message.get("content"), str):
-            raise ValueError(f"message {i} must be an object with role user/assistant/system and text content, "
+            raise InvalidInput(f"message {i} must be an object with role user/assistant/system and text content, "
                              f"got {str(message)[:80]!r}")
         if message["role"] == "system":
             system = message["content"]
         else:
             messages.append({"role": message["role"], "content": message["content"]})
     if system is not None and not isinstance(system, str):
-        raise ValueError("system_prompt must be text")
+        raise InvalidInput("system_prompt must be text")
     return messages, system
 
 

@@ -18,9 +18,10 @@ import gradio as gr
 import pandas as pd
 
 from config import AppConfig
-from databrowser import DatasetBrowser, DatasetError, SourceRef, ViewSpec
-from databrowser import api, render
+from databrowser import DatasetBrowser, SourceRef, ViewSpec, api, render
 from databrowser.table import pil_image
+from errors import UserError
+from ui.errors import to_gr_error
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ EMPTY_STATE: dict = {"session": "", "ref": None, "spec": {}}
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn DatasetError into gr.Error (the message as it is); log anything else and show a short message."""
+    """The error policy (ui.errors) for a handler that may be a functools.partial; the tab keeps what was open."""
     target = fn.func if isinstance(fn, functools.partial) else fn
     name = getattr(target, "__name__", "handler")
 
@@ -39,13 +40,9 @@ def user_errors(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except DatasetError as exc:
-            raise gr.Error(str(exc)) from exc
         except Exception as exc:
-            logger.exception("datasets tab: %s failed", name)
-            raise gr.Error(f"Unexpected error ({type(exc).__name__}): {exc}. The tab keeps what was open.") from exc
+            raise to_gr_error(exc, "" if isinstance(exc, UserError) else f"The datasets tab's {name} failed",
+                              kept="" if isinstance(exc, UserError) else "The tab keeps what was open.") from None
     # gradio finds gr.Request / gr.SelectData parameters through the resolved type hints
     wrapper.__annotations__ = typing.get_type_hints(target)
     return wrapper

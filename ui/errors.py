@@ -17,14 +17,21 @@ import gradio as gr
 from errors import UserError, internal_message, log_internal
 
 
-def to_gr_error(exc: BaseException, what: str = "") -> gr.Error:
-    """The message a person sees for `exc`; `what` names the action that failed (e.g. "Could not load X")."""
+def to_gr_error(exc: BaseException, what: str = "", kept: str = "") -> gr.Error:
+    """The message a person sees for `exc`.
+
+    Args:
+        what: the action that failed, e.g. "Could not load X" (put before the message).
+        kept: what the person still has, e.g. "Everything up to the failure is kept." (put after it).
+    """
     if isinstance(exc, gr.Error):
         return exc
     if isinstance(exc, UserError):
-        return gr.Error(f"{what}: {exc}" if what else str(exc))
-    error_id = log_internal(exc, what or "a UI handler")
-    return gr.Error(f"{what}. {internal_message(error_id)}" if what else internal_message(error_id))
+        message = f"{what}: {exc}" if what else str(exc)
+    else:
+        message = internal_message(log_internal(exc, what or "a UI handler"))
+        message = f"{what}. {message}" if what else message
+    return gr.Error(f"{message.rstrip('.')}. {kept}" if kept else message)
 
 
 def guarded(fn: Callable) -> Callable:

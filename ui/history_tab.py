@@ -10,17 +10,17 @@ from typing import Any
 
 import gradio as gr
 
-from ui.common import bind
-
 from config import AppConfig
+from errors import NotFound
 from store import KINDS, EmptyQuery, HistoryStore, new_browser_id, owner_of
 from store.owners import valid_browser_id
+from ui.common import bind
+from ui.errors import to_gr_error
 
 HEADERS = ["id", "when", "kind", "model", "prompt", "output"]
 WIDTHS = ["5%", "14%", "9%", "17%", "25%", "30%"]  # the output in view, wrapped
 ALL = "all"
 PREVIEW = 120
-USER_ERRORS = (ValueError, LookupError)
 
 
 @dataclass
@@ -63,8 +63,8 @@ def list_entries(kind: str, model: str, date_from: str, date_to: str, browser_id
     try:
         return _rows(store.list(owner_of(request, browser_id), _kind(kind), (model or "").strip(),
                                 date_from, date_to, limit=200))
-    except USER_ERRORS as exc:
-        raise gr.Error(str(exc)) from None
+    except Exception as exc:
+        raise to_gr_error(exc) from None
 
 
 def search_entries(query: str, kind: str, top_k: int, browser_id: str | None = None, request: gr.Request = None, *,
@@ -74,8 +74,8 @@ def search_entries(query: str, kind: str, top_k: int, browser_id: str | None = N
         hits = store.search(owner_of(request, browser_id), query, int(top_k or 10), kind=_kind(kind))
     except EmptyQuery as exc:
         raise gr.Error(f"{exc}.") from None
-    except USER_ERRORS as exc:
-        raise gr.Error(str(exc)) from None
+    except Exception as exc:
+        raise to_gr_error(exc) from None
     return _rows(entry for entry, _ in hits)
 
 
@@ -91,7 +91,7 @@ def open_entry(entry_id: Any, browser_id: str | None = None, request: gr.Request
     """One entry in full (markdown) and its image (PIL; None when it made no image)."""
     try:
         e = store.get(owner_of(request, browser_id), _entry_id(entry_id))
-    except LookupError as exc:
+    except NotFound as exc:
         raise gr.Error(f"{exc}.") from None
     timings = ", ".join(f"{k} {v}" for k, v in e.timings.items())
     params = ", ".join(f"{k}={v}" for k, v in e.params.items())
@@ -125,7 +125,7 @@ def rerun_entry(entry_id: Any, browser_id: str | None = None, request: gr.Reques
     """(kind, prompt, model, params) of an entry, for the app to send back to the tab that made it."""
     try:
         return store.rerun_fields(owner_of(request, browser_id), _entry_id(entry_id))
-    except LookupError as exc:
+    except NotFound as exc:
         raise gr.Error(f"{exc}.") from None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -12,11 +11,14 @@ from typing import Any
 
 import gradio as gr
 
-from ui.common import USER_ERRORS, StopRegistry, bind, session_key, user_error
 from config import AppConfig
 from engines.catalog import Catalog
 from engines.image_meta import read_png_meta, save_png
 from engines.image_params import IMAGE_LIMITS, SCHEDULERS, ImageParams, parse_image_params
+from errors import InvalidInput
+from serving.sessions import StopRegistry
+from ui.common import bind, session_key
+from ui.errors import to_gr_error
 
 EMBEDDED_T2I = "hf-playground/tiny-t2i-64"  # same id as engines.image.EMBEDDED_T2I (no torch import here)
 TASK = "text-to-image"
@@ -98,17 +100,17 @@ def text_to_image(prompt: str, negative_prompt: str, model: str, steps: float, g
         params: ImageParams = parse_image_params(prompt, negative_prompt, steps, guidance_scale, seed, width, height,
                                                  num_images, scheduler, guidance_rescale, attention_slicing,
                                                  vae_tiling)
-    except ValueError as exc:
+    except InvalidInput as exc:
         raise gr.Error(str(exc)) from None
     if params.rounded_from:
         gr.Warning(f"Width and height must be multiples of 8: {params.rounded_from[0]}x{params.rounded_from[1]} "
                    f"was rounded to {params.width}x{params.height}.")
     model = (model or "").strip() or EMBEDDED_T2I
-    with deps.registry.generation(stop_key(request)) as stop:
+    with deps.registry.generation(stop_key(request), on_timeout=gr.Warning) as stop:
         try:
             result = deps.engine.generate(model, params, stop=stop, progress=step_reporter(progress))
-        except USER_ERRORS as exc:
-            raise user_error(exc, f"Could not generate with {model}") from None
+        except Exception as exc:
+            raise to_gr_error(exc, f"Could not generate with {model}") from None
     if result.interrupted:
         gr.Warning(f"Interrupted at step {result.steps_done} of {params.steps}: the images are unfinished.")
     if result.note:

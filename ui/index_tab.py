@@ -10,20 +10,20 @@ from typing import Any
 
 import gradio as gr
 
-from ui.common import bind, session_key
 from config import AppConfig
-from databrowser.errors import DatasetError
 from databrowser.sources import SourceRef
+from errors import NotFound
 from store import CollectionIndex, DocumentError, EmptyQuery, owner_of
 from store.documents import column_documents, supported_types
 from store.search import MODES
+from ui.common import bind, session_key
+from ui.errors import to_gr_error
 
 # keyword: BM25, higher is better (SQLite's own sign is the opposite); meaning: cosine similarity of the embeddings
 RESULT_HEADERS = ["rank", "score", "document", "chunk", "text", "keyword (BM25)", "meaning"]
 RESULT_WIDTHS = ["6%", "7%", "16%", "6%", "49%", "8%", "8%"]  # the passage gets the room
 DOC_HEADERS = ["id", "document", "chunks", "embedded", "added"]
 DOC_ROWS = 500
-USER_ERRORS = (ValueError, LookupError, DatasetError)
 POLL_S = 1.0
 
 
@@ -64,7 +64,7 @@ def collection_status(name: str, browser_id: str | None = None, request: gr.Requ
         return "No collection selected: create one below.", gr.Timer(active=False)
     try:
         info = index.info(_owner(browser_id, request), name)
-    except LookupError as exc:
+    except NotFound as exc:
         return str(exc), gr.Timer(active=False)
     return info.describe(), gr.Timer(active=info.indexing)
 
@@ -89,8 +89,8 @@ def create_collection(name: str, chunk_size: int, overlap: int, browser_id: str 
     owner = _owner(browser_id, request)
     try:
         info = index.create(owner, name, int(chunk_size), int(overlap))
-    except USER_ERRORS as exc:
-        raise gr.Error(str(exc)) from None
+    except Exception as exc:
+        raise to_gr_error(exc) from None
     return _choices(index, owner, info.name), info.describe()
 
 
@@ -100,8 +100,8 @@ def delete_collection(name: str, browser_id: str | None = None, request: gr.Requ
     owner = _owner(browser_id, request)
     try:
         info = index.delete(owner, name)
-    except USER_ERRORS as exc:
-        raise gr.Error(str(exc)) from None
+    except Exception as exc:
+        raise to_gr_error(exc) from None
     return _choices(index, owner), f"Deleted {info.name} ({info.documents:,} documents, {info.chunks:,} chunks)."
 
 
@@ -123,9 +123,9 @@ def add_documents(name: str, files: list[str] | None, browser_id: str | None = N
         result = deps.index.add_files(owner, name, paths, deps.max_upload_bytes,
                                       progress=lambda f, m: progress(f, desc=m))
     except DocumentError as exc:
-        raise gr.Error(f"Nothing was added: {exc}.") from None
-    except USER_ERRORS as exc:
-        raise gr.Error(str(exc)) from None
+        raise to_gr_error(exc, "Nothing was added") from None
+    except Exception as exc:
+        raise to_gr_error(exc) from None
     return _added(owner, name, result, deps.index)
 
 
@@ -143,8 +143,8 @@ def add_dataset_column(name: str, source: str, split: str, column: str, max_rows
         docs = column_documents(ds, column.strip(), limit)
         total = min(ds.num_rows, limit or ds.num_rows)
         result = deps.index.add_documents(owner, name, docs, progress=lambda f, m: progress(f, desc=m), total=total)
-    except USER_ERRORS as exc:
-        raise gr.Error(str(exc)) from None
+    except Exception as exc:
+        raise to_gr_error(exc) from None
     return _added(owner, name, result, deps.index)
 
 
@@ -157,8 +157,8 @@ def search_collection(name: str, query: str, mode: str, top_k: int, min_similari
                               float(min_similarity))
     except EmptyQuery as exc:
         raise gr.Error(f"{exc}.") from None
-    except USER_ERRORS as exc:
-        raise gr.Error(str(exc)) from None
+    except Exception as exc:
+        raise to_gr_error(exc) from None
     rows = [[i, round(p.score, 3), p.document, p.chunk, p.text, None if p.bm25 is None else round(-p.bm25, 2),
              None if p.similarity is None else round(p.similarity, 3)] for i, p in enumerate(result.passages, start=1)]
     notes = list(result.notes)
@@ -174,8 +174,8 @@ def list_documents(name: str, contains: str = "", browser_id: str | None = None,
         return []
     try:
         docs = index.documents(_owner(browser_id, request), name, contains or "", limit=DOC_ROWS)
-    except USER_ERRORS as exc:
-        raise gr.Error(str(exc)) from None
+    except Exception as exc:
+        raise to_gr_error(exc) from None
     return [[d.id, d.name, d.chunks, d.embedded, d.when] for d in docs]
 
 
@@ -199,8 +199,8 @@ def delete_document(name: str, document_id: Any, contains: str = "", browser_id:
     try:
         gone = index.delete_document(owner, name, doc)
         info = index.info(owner, name)
-    except USER_ERRORS as exc:
-        raise gr.Error(str(exc)) from None
+    except Exception as exc:
+        raise to_gr_error(exc) from None
     rows = list_documents(name, contains, browser_id, request, index=index)
     return rows, f"Deleted {gone.name} (document {gone.id}, {gone.chunks:,} chunks). {info.describe()}"
 

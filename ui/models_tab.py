@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import gradio as gr
 import psutil
 
-from ui.common import USER_ERRORS
 from engines.cache import ModelCache
 from engines.catalog import Catalog
+from ui.errors import to_gr_error
 
 COLUMNS = ["model", "task", "device", "dtype", "parameters (M)", "memory (MB)", "load time (s)", "idle (s)",
            "in use", "source", "activity"]
@@ -61,8 +61,8 @@ def load_model(task: str, ref: str, progress: gr.Progress = gr.Progress(), *, de
     start = time.perf_counter()
     try:
         loader.load(ref, progress=lambda fraction, message: progress(fraction, desc=message))
-    except USER_ERRORS as exc:
-        raise gr.Error(f"Could not load {ref}: {exc}. The models already loaded are still available.") from None
+    except Exception as exc:
+        raise to_gr_error(exc, f"Could not load {ref}", kept="The models already loaded are still available.") from None
     return f"Loaded **{ref}** in {time.perf_counter() - start:.1f} s."
 
 

@@ -9,15 +9,22 @@ from typing import Any
 
 import gradio as gr
 
-from ui.common import (
-    TEXT_QUEUE, text_slots, USER_ERRORS, bind, StopRegistry, build_param_controls, params_or_error, preset_values,
-    read_ahead, user_error,
-)
-from ui.chat_tab import asker_of, record
-from ui.chat_tab import stop as stop_generation
 from config import AppConfig
 from engines.catalog import Catalog
 from engines.generation import GenerationError
+from serving.sessions import StopRegistry
+from ui.chat_tab import KEPT, asker_of, record
+from ui.chat_tab import stop as stop_generation
+from ui.common import (
+    TEXT_QUEUE,
+    bind,
+    build_param_controls,
+    params_or_error,
+    preset_values,
+    read_ahead,
+    text_slots,
+)
+from ui.errors import to_gr_error
 
 MAX_STOP_STRINGS = 8
 # probability buckets for the token view, most confident first
@@ -64,7 +71,7 @@ def generate(prompt: str, stop_strings: str, model: str, show_probs: bool, tempe
     if not deps.engine.is_loaded(model):
         gr.Info(f"Loading {model}: the completion waits for it.")
     asker = asker_of(request, browser_id)
-    with deps.registry.generation(asker.session) as stop:
+    with deps.registry.generation(asker.session, on_timeout=gr.Warning) as stop:
         try:
             for batch in read_ahead(deps.engine.complete(model, prompt, params, stop_strings=stops, stop=stop,
                                                          with_probs=bool(show_probs), owner=asker.owner)):
@@ -75,9 +82,9 @@ def generate(prompt: str, stop_strings: str, model: str, show_probs: bool, tempe
                 yield text, stats, tokens
         except GenerationError as exc:
             yield text, stats, tokens
-            raise user_error(exc, "Generation failed") from None
-        except USER_ERRORS as exc:
-            raise user_error(exc, f"Could not generate with {model}") from None
+            raise to_gr_error(exc, "Generation failed", kept=KEPT) from None
+        except Exception as exc:
+            raise to_gr_error(exc, f"Could not generate with {model}") from None
     record(deps, asker, "completion", prompt, text, model, params, {**stats, "stop_strings": list(stops)})
     if stats.get("trimmed_prompt_tokens"):
         gr.Warning(f"The prompt is longer than the model accepts: its first {stats['trimmed_prompt_tokens']} "

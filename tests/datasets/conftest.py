@@ -11,7 +11,6 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -54,8 +53,8 @@ def app(tmp_path, allowed, browser):
     """A gr.Blocks holding just the Datasets tab (and a Chat textbox to send to), launched on a free port."""
     import gradio as gr
 
-    from ui import datasets_tab as tab
     from config import AppConfig
+    from ui import datasets_tab as tab
 
     config = AppConfig(data_dir=tmp_path / "data", allowed_dirs=(allowed,), offline=True, max_upload_mb=1)
     with gr.Blocks() as demo:

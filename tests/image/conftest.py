@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from helpers import make_config
 
 EMBEDDED_DIR = Path(__file__).resolve().parents[2] / "assets" / "t2i-model"
@@ -81,9 +80,9 @@ def start_image_app(engine, config):
     """Launch a Blocks holding only the Text-to-image tab, as app.py composes it; returns (demo, url, tab)."""
     import gradio as gr
 
-    from ui import image_tab
-    from ui.common import StopRegistry
     from engines.catalog import load_catalog
+    from serving.sessions import StopRegistry
+    from ui import image_tab
 
     with gr.Blocks() as demo:
         with gr.Tab("Text to image"):

@@ -8,10 +8,10 @@ import io
 
 import openai
 import pytest
-from PIL import Image
-
 from fakes import FakeTextEngine
 from helpers import fake_services, free_port, start_app
+from PIL import Image
+
 from engines.image_meta import read_png_meta
 
 

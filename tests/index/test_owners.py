@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
-from ui import chat_tab, index_tab
 from store import CollectionError, CollectionIndex, Document
 from store.schema import COLLECTIONS_MIGRATIONS, collection_fts_sql
+from ui import chat_tab, index_tab
 
 ALICE, BOB = "user:alice", "user:bob"
 KETTLE = Document("kettle.md", "The blue kettle boils one litre of water in three minutes.")

@@ -10,9 +10,9 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from ui import history_tab, index_tab
 from databrowser import DatasetBrowser
 from store import CollectionIndex, HistoryStore, owner_of
+from ui import history_tab, index_tab
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
