@@ -7,7 +7,6 @@ an error event. A client that goes away stops its generation (its place in the b
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -24,9 +23,12 @@ from starlette.concurrency import run_in_threadpool
 
 from engines.batching import QueueFull
 from engines.catalog import Catalog
-from engines.generation import GenerationError, StreamUpdate
+from engines.generation import StreamUpdate
 from engines.remote import RemoteUnavailable
 from engines.resolve import ModelNotFound
+from engines.text import InputTooLong
+from errors import UserError, internal_message, log_internal
+from identity import api_caller
 from serving.limits import Deadline, RateLimited, RateLimiter
 from serving.openai_media import embed, generate_images, served_models
 from serving.openai_schema import (
@@ -72,12 +74,12 @@ def caller(request: Request, deps: ApiDeps, count: bool = True) -> str:
         if not any(hmac.compare_digest(token.encode(), k.encode()) for k in deps.keys):
             raise ApiError(401, "invalid or missing API key: send the header 'Authorization: Bearer <key>'",
                            "authentication_error", code="invalid_api_key")
-        who = "key:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+        who = api_caller(token, None)
     elif deps.keys_required:
         raise ApiError(401, "this server requires login (--auth), so its API needs a key: start it with --api-key",
                        "authentication_error", code="invalid_api_key")
     else:
-        who = "ip:" + (request.client.host if request.client else "unknown")
+        who = api_caller("", request.client.host if request.client else None)
     if count and deps.limiter is not None:
         try:
             deps.limiter.admit(who)
@@ -88,22 +90,20 @@ def caller(request: Request, deps: ApiDeps, count: bool = True) -> str:
 
 
 def as_api_error(exc: BaseException) -> ApiError:
-    """The app's exceptions as HTTP errors with the app's own message."""
+    """The app's exceptions as HTTP errors (errors.py's policy): refusals keep their message and status; anything
+    else is logged with a traceback under an id and answered 500 without blaming the request."""
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, ModelNotFound):
         return ApiError(404, str(exc), code="model_not_found", param="model")
-    if isinstance(exc, QueueFull):
+    if isinstance(exc, QueueFull):  # the server is busy, not the client over its own limit
         return ApiError(503, str(exc), "server_busy", code="queue_full")
     if isinstance(exc, RemoteUnavailable):
         return ApiError(502, str(exc), "server_error", code="upstream_unavailable")
-    if isinstance(exc, GenerationError):
-        return ApiError(500, str(exc), "server_error")
-    if isinstance(exc, (ValueError, LookupError, RuntimeError)):  # InputTooLong, ModelLoadError, bad settings
-        code = "context_length_exceeded" if type(exc).__name__ == "InputTooLong" else None
-        return ApiError(400, str(exc), code=code)
-    logger.error("API request failed", exc_info=exc)
-    return ApiError(500, f"internal error ({type(exc).__name__}); the server log has the details", "server_error")
+    if isinstance(exc, UserError):
+        code = "context_length_exceeded" if isinstance(exc, InputTooLong) else None
+        return ApiError(exc.status, str(exc), exc.code, code=code)
+    return ApiError(500, internal_message(log_internal(exc, "an API request")), "server_error")
 
 
 def error_response(exc: BaseException) -> JSONResponse:
@@ -207,7 +207,7 @@ def build_router(deps: ApiDeps) -> APIRouter:
     @router.post("/chat/completions")
     async def chat_completions(body: ChatBody, request: Request):
         try:
-            owner = "api:" + caller(request, deps)
+            owner = caller(request, deps)
             messages = chat_messages(body.messages)
             check_chars(sum(len(m["content"]) for m in messages), deps.max_input_chars)
             params = generation_params(body, deps.max_new_tokens, body.max_completion_tokens or body.max_tokens)
@@ -253,7 +253,7 @@ def build_router(deps: ApiDeps) -> APIRouter:
     @router.post("/completions")
     async def completions(body: CompletionBody, request: Request):
         try:
-            owner = "api:" + caller(request, deps)
+            owner = caller(request, deps)
             prompt = single_prompt(body.prompt)
             check_chars(len(prompt), deps.max_input_chars)
             params = generation_params(body, deps.max_new_tokens, body.max_tokens)

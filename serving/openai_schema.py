@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from engines.params import GenerationParams, parse_params
+from errors import InvalidInput
 
 MAX_STOP = 4
 
@@ -91,7 +92,7 @@ def generation_params(body: SamplingFields, max_new_tokens_limit: int, max_token
               "top_k": body.top_k, "repetition_penalty": body.repetition_penalty}
     try:
         return parse_params(max_new_tokens_limit, **{k: v for k, v in values.items() if v is not None})
-    except ValueError as exc:
+    except InvalidInput as exc:
         raise ApiError(400, str(exc).replace("max_new_tokens", "max_tokens")) from None
 
 

@@ -31,15 +31,16 @@ class StopRegistry:
         self.limiter, self.timeout_s = limiter, timeout_s
 
     @contextmanager
-    def generation(self, session: str, on_timeout: Callable[[str], object] | None = None
-                   ) -> Iterator[threading.Event]:
+    def generation(self, session: str, on_timeout: Callable[[str], object] | None = None,
+                   rate_key: str | None = None) -> Iterator[threading.Event]:
         """A fresh stop event for this session's new generation, forgotten when it ends.
 
         Raises RateLimited before anything starts when the user is over the rate limit; `on_timeout` hears a
-        message when the time limit stopped the generation (the UI shows it as a warning).
+        message when the time limit stopped the generation (the UI shows it as a warning); `rate_key`
+        (identity.rate_key_of) is whom the rate limit counts, the session itself when not given.
         """
         if self.limiter is not None:
-            self.limiter.admit(rate_key(session))
+            self.limiter.admit(rate_key or session)
         event = threading.Event()
         with self._lock:
             self._events[session] = event
@@ -84,9 +85,3 @@ class StopRegistry:
             with self._lock:
                 self._outside -= 1
                 self._last_end = time.monotonic()
-
-
-def rate_key(session: str) -> str:
-    """Whom a rate limit counts: the logged-in user across their sessions, else the browser session."""
-    user, _, rest = session.partition(":")
-    return f"user:{user}" if user else f"session:{rest.split(':')[0]}"

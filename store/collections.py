@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from errors import InvalidInput
+from identity import require_owner
 from store import search as ranking
 from store.chunking import check_chunking, chunk_text, content_hash
 from store.database import Database
 from store.documents import Document, read_document
 from store.embeddings import Embedder, apply_torch_threads
-from store.owners import require_owner
 from store.records import AddResult, CollectionError, CollectionInfo, DocumentInfo, Passage, SearchResult
 from store.schema import COLLECTIONS_MIGRATIONS, collection_fts_sql, drop_collection_fts_sql
 from store.vectors import VectorCache, nearest, rows_from_blobs

@@ -213,7 +213,7 @@ def test_a_generation_past_the_time_limit_is_stopped_with_a_warning(monkeypatch)
 
 
 def test_the_engine_hears_who_asks_so_cached_prompts_stay_theirs():
-    from store import owner_of
+    from identity import owner_of
 
     engine = FakeTextEngine()
     ann, bob = SimpleNamespace(username="ann", session_hash="s1"), SimpleNamespace(username="bob", session_hash="s2")

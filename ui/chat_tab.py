@@ -14,6 +14,7 @@ from config import AppConfig
 from engines.catalog import Catalog
 from engines.generation import GenerationError
 from engines.params import GenerationParams
+from identity import owner_of, rate_key_of, session_of
 from serving.sessions import StopRegistry
 from ui import conversation_io
 from ui.common import (
@@ -24,7 +25,6 @@ from ui.common import (
     params_or_error,
     preset_values,
     read_ahead,
-    session_key,
     text_slots,
 )
 from ui.errors import to_gr_error
@@ -52,8 +52,9 @@ class ChatDeps:
 class Asker:
     """Who is asking: the stop-registry session and the history owner."""
 
-    session: str
-    owner: str
+    session: str  # the connection: Stop ends its running request
+    owner: str  # whose history and collections
+    rate: str = ""  # whom the rate limit counts
 
 
 SOURCES_TITLE = "Sources"
@@ -109,7 +110,7 @@ def stream_reply(history: Messages, message: str, system_prompt: str, model: str
     convo = [*history, {"role": "user", "content": message}]
     shown = [*convo, {"role": "assistant", "content": ""}]
     text, stats = "", {}
-    with deps.registry.generation(asker.session, on_timeout=gr.Warning) as stop:  # refuses (rate limit) before anything is shown
+    with deps.registry.generation(asker.session, on_timeout=gr.Warning, rate_key=asker.rate) as stop:  # refuses (rate limit) before anything is shown
         loading = not deps.engine.is_loaded(model)
         updates = read_ahead(deps.engine.chat(model, prompt, params, stop=stop, owner=asker.owner))  # starts now
         if show_question:
@@ -152,9 +153,7 @@ def record(deps: Any, asker: Asker, kind: str, prompt: str, output: str, model: 
 
 
 def asker_of(request: gr.Request | None, browser_id: str) -> Asker:
-    from store import owner_of
-
-    return Asker(session=session_key(request), owner=owner_of(request, browser_id))
+    return Asker(session=session_of(request), owner=owner_of(request, browser_id), rate=rate_key_of(request))
 
 
 def collection_choices(browser_id: str = "", request: gr.Request = None, *, index: Any) -> gr.Dropdown:
@@ -227,7 +226,7 @@ def edit(history: Messages, system_prompt: str, model: str, temperature: float, 
 
 def stop(request: gr.Request = None, *, registry: StopRegistry) -> str:
     """Stop this session's running generation."""
-    return "stopped" if registry.stop(session_key(request)) else "nothing to stop"
+    return "stopped" if registry.stop(session_of(request)) else "nothing to stop"
 
 
 def render_info(stats: dict[str, Any]) -> str:

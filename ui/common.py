@@ -99,14 +99,6 @@ def bind(fn: Callable, **deps: Any) -> Callable:
     return bound
 
 
-def session_key(request: gr.Request | None) -> str:
-    """Who is asking: the logged-in user plus the browser session (or API client)."""
-    if request is None:
-        return "local"
-    user = getattr(request, "username", None) or ""
-    return f"{user}:{request.session_hash}"
-
-
 @dataclass
 class ParamControls:
     """The sampling widgets, in the order handlers receive their values."""

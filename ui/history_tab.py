@@ -12,8 +12,8 @@ import gradio as gr
 
 from config import AppConfig
 from errors import NotFound
-from store import KINDS, EmptyQuery, HistoryStore, new_browser_id, owner_of
-from store.owners import valid_browser_id
+from identity import new_browser_id, owner_of, valid_browser_id
+from store import KINDS, EmptyQuery, HistoryStore
 from ui.common import bind
 from ui.errors import to_gr_error
 

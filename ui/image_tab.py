@@ -16,8 +16,9 @@ from engines.catalog import Catalog
 from engines.image_meta import read_png_meta, save_png
 from engines.image_params import IMAGE_LIMITS, SCHEDULERS, ImageParams, parse_image_params
 from errors import InvalidInput
+from identity import rate_key_of, session_of
 from serving.sessions import StopRegistry
-from ui.common import bind, session_key
+from ui.common import bind
 from ui.errors import to_gr_error
 
 EMBEDDED_T2I = "hf-playground/tiny-t2i-64"  # same id as engines.image.EMBEDDED_T2I (no torch import here)
@@ -50,7 +51,7 @@ class ImageTab:
 
 def stop_key(request: gr.Request | None) -> str:
     """Image runs have their own stop slot, so a chat Stop never ends an image and vice versa."""
-    return session_key(request) + ":image"
+    return session_of(request) + "#image"
 
 
 def step_reporter(progress: Any, every_s: float = 0.1) -> Any:
@@ -106,7 +107,7 @@ def text_to_image(prompt: str, negative_prompt: str, model: str, steps: float, g
         gr.Warning(f"Width and height must be multiples of 8: {params.rounded_from[0]}x{params.rounded_from[1]} "
                    f"was rounded to {params.width}x{params.height}.")
     model = (model or "").strip() or EMBEDDED_T2I
-    with deps.registry.generation(stop_key(request), on_timeout=gr.Warning) as stop:
+    with deps.registry.generation(stop_key(request), on_timeout=gr.Warning, rate_key=rate_key_of(request)) as stop:
         try:
             result = deps.engine.generate(model, params, stop=stop, progress=step_reporter(progress))
         except Exception as exc:
@@ -125,7 +126,7 @@ def record_images(deps: ImageDeps, request: gr.Request | None, browser_id: str, 
     """Keep every image (PNG with its parameters) in the user's history; never fails the generation."""
     if deps.history is None:
         return
-    from store import owner_of
+    from identity import owner_of
 
     owner = owner_of(request, browser_id)
     for i, (path, _) in enumerate(items):

@@ -13,10 +13,11 @@ import gradio as gr
 from config import AppConfig
 from databrowser.sources import SourceRef
 from errors import NotFound
-from store import CollectionIndex, DocumentError, EmptyQuery, owner_of
+from identity import owner_of, session_of
+from store import CollectionIndex, DocumentError, EmptyQuery
 from store.documents import column_documents, supported_types
 from store.search import MODES
-from ui.common import bind, session_key
+from ui.common import bind
 from ui.errors import to_gr_error
 
 # keyword: BM25, higher is better (SQLite's own sign is the opposite); meaning: cosine similarity of the embeddings
@@ -138,7 +139,7 @@ def add_dataset_column(name: str, source: str, split: str, column: str, max_rows
     owner = _owner(browser_id, request)
     try:
         deps.index.info(owner, name)  # an unknown collection fails before the dataset is opened
-        ds = deps.browser.open(session_key(request), SourceRef(source.strip(), split=(split or "").strip()))
+        ds = deps.browser.open(session_of(request), SourceRef(source.strip(), split=(split or "").strip()))
         limit = int(max_rows) if max_rows else None
         docs = column_documents(ds, column.strip(), limit)
         total = min(ds.num_rows, limit or ds.num_rows)

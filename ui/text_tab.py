@@ -71,7 +71,7 @@ def generate(prompt: str, stop_strings: str, model: str, show_probs: bool, tempe
     if not deps.engine.is_loaded(model):
         gr.Info(f"Loading {model}: the completion waits for it.")
     asker = asker_of(request, browser_id)
-    with deps.registry.generation(asker.session, on_timeout=gr.Warning) as stop:
+    with deps.registry.generation(asker.session, on_timeout=gr.Warning, rate_key=asker.rate) as stop:
         try:
             for batch in read_ahead(deps.engine.complete(model, prompt, params, stop_strings=stops, stop=stop,
                                                          with_probs=bool(show_probs), owner=asker.owner)):

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from store import HistoryStore, owner_of
+from identity import owner_of
+from store import HistoryStore
 
 PARAMS = {"temperature": 0.7, "top_p": 0.9, "top_k": 50, "repetition_penalty": 1.1, "max_new_tokens": 64}
 

@@ -11,7 +11,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from databrowser import DatasetBrowser
-from store import CollectionIndex, HistoryStore, owner_of
+from identity import owner_of
+from store import CollectionIndex, HistoryStore
 from ui import history_tab, index_tab
 
 CHROMIUM = "/usr/bin/chromium"

@@ -1,7 +1,12 @@
-"""Whose data it is: the logged-in user, else the browser's anonymous id, else the API client's session."""
+"""Who is asking, in one key format `<kind>:<value>` used everywhere (history, collections, votes, jobs, prefix
+cache, rate limits, Stop): `user:<name>` (logged in with --auth), `browser:<id>` (the anonymous id a browser keeps),
+`session:<hash>` (one gradio connection or gradio_client Client), `key:<fingerprint>` / `ip:<address>` (a /v1
+caller), or `local` (Python callers). Nothing here imports gradio: a request is anything with `username`,
+`session_hash` (gradio) or headers and a client address (the API)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from typing import Any
@@ -40,6 +45,25 @@ def owner_of(request: Any, browser_id: str | None) -> str:
     if session:
         return f"session:{session}"
     return "local"
+
+
+def session_of(request: Any) -> str:
+    """The connection a request came from (what Stop ends): `session:<hash>`, or `local` without a request."""
+    session = getattr(request, "session_hash", None) if request is not None else None
+    return f"session:{session}" if session else "local"
+
+
+def rate_key_of(request: Any) -> str:
+    """Whom a rate limit counts: the logged-in user across their sessions, else the connection."""
+    username = getattr(request, "username", None) if request is not None else None
+    return f"user:{username}" if username else session_of(request)
+
+
+def api_caller(token: str, client_host: str | None) -> str:
+    """A /v1 caller: the fingerprint of its API key (never the key itself), else its address."""
+    if token:
+        return "key:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    return "ip:" + (client_host or "unknown")
 
 
 def require_owner(owner: Any) -> str:
