@@ -12,16 +12,23 @@ from config import REPO_DIR, AppConfig
 from services import Services, build_services
 from serving.openai_api import ApiDeps, build_router
 from ui import chat_tab, datasets_tab, history_tab, image_tab, index_tab, models_tab, text_tab
+from ui.chat_tab import ChatDeps
+from ui.common import text_slots
+from ui.datasets_tab import DatasetsDeps
+from ui.history_tab import HistoryDeps
+from ui.image_tab import ImageDeps
+from ui.index_tab import IndexDeps
 from ui.models_tab import ModelsDeps
-from ui.rerun import route_rerun
+from ui.rerun import rerun_router
+from ui.text_tab import TextDeps
 
 logger = logging.getLogger(__name__)
 TITLE = "Hugging Face models playground"
 
 
 def build_app(services: Services) -> gr.Blocks:
-    """Compose the tabs; every tab gets its dependencies passed in."""
-    config, catalog = services.config, services.catalog
+    """Compose the tabs: each gets one typed deps object and returns the components other tabs may use."""
+    config = services.config
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"## {TITLE}")
         # whose history: an id kept in the browser across reloads, handed out by _adopt_browser_id at page load
@@ -30,29 +37,42 @@ def build_app(services: Services) -> gr.Blocks:
         demo.load(_adopt_browser_id, browser_id, [browser_id, owner], api_visibility="private", queue=False)
         with gr.Tabs() as tabs:
             with gr.Tab("Chat", id="chat"):
-                chat = chat_tab.build(services.text, catalog, config, services.registry, history=services.history,
-                                      index=services.index, browser_id=owner)
+                chat = chat_tab.build(_chat_deps(services, owner))
             with gr.Tab("Text generation", id="text"):
-                text = text_tab.build(services.text, catalog, config, services.registry, history=services.history,
-                                      browser_id=owner)
+                text = text_tab.build(_text_deps(services, owner))
             with gr.Tab("Text to image", id="image"):
-                image_tab.build(services.image, catalog, config, services.registry, history=services.history,
-                                browser_id=owner)
+                image_tab.build(ImageDeps(engine=services.image, registry=services.registry, catalog=services.catalog,
+                                          history=services.history, owner=owner))
             with gr.Tab("Datasets", id="datasets"):
-                datasets_tab.build(services.datasets, config, {"Chat": chat.message, "Text generation": text.prompt})
+                send_to = {"Chat": chat.message, "Text generation": text.prompt}
+                datasets_tab.build(DatasetsDeps(services.datasets, send_to, offline=config.offline,
+                                                max_upload_mb=config.max_upload_mb))
             with gr.Tab("History", id="history") as history_page:
-                history = history_tab.build(services.history, browser_id)
-            history_page.select(history.refresh, history.refresh_inputs, history.table, api_visibility="private")
+                history = history_tab.build(HistoryDeps(services.history, browser_id))
             with gr.Tab("Index", id="index"):
-                index_tab.build(services.index, services.datasets, config, browser_id)
+                index = index_tab.build(IndexDeps(services.index, services.datasets, config.max_upload_mb << 20, owner))
             with gr.Tab("Models", id="models"):
-                models = models_tab.build(_models_deps(services), catalog)
-        demo.load(models.listing, None, models.view, api_visibility="private")
-        rerun_inputs = [history.rerun_kind, history.rerun_prompt, history.rerun_model, history.rerun_params]
-        rerun_outputs = [tabs, chat.message, chat.model, *chat.controls.components(), text.prompt, text.model,
-                         *text.controls.components()]
-        history.rerun_event.then(route_rerun, rerun_inputs, rerun_outputs, api_visibility="private")
+                models = models_tab.build(_models_deps(services))
+        for hook in (*history.on_load, *index.on_load, *models.on_load):
+            hook.wire(demo)
+        refresh = history.refresh
+        history_page.select(refresh.fn, refresh.inputs, refresh.outputs, api_visibility="private")
+        route, targets = rerun_router(tabs, chat, text)
+        history.rerun_event.then(route, history.rerun_inputs, targets, api_visibility="private")
     return demo
+
+
+def _chat_deps(services: Services, owner: gr.State) -> ChatDeps:
+    config = services.config
+    return ChatDeps(engine=services.text, registry=services.registry, max_new_tokens=config.max_new_tokens,
+                    catalog=services.catalog, history=services.history, index=services.index, owner=owner,
+                    slots=text_slots(config))
+
+
+def _text_deps(services: Services, owner: gr.State) -> TextDeps:
+    config = services.config
+    return TextDeps(engine=services.text, registry=services.registry, max_new_tokens=config.max_new_tokens,
+                    catalog=services.catalog, history=services.history, owner=owner, slots=text_slots(config))
 
 
 def _adopt_browser_id(browser_id: str) -> tuple[str, str]:
@@ -64,7 +84,7 @@ def _adopt_browser_id(browser_id: str) -> tuple[str, str]:
 def _models_deps(services: Services) -> ModelsDeps:
     return ModelsDeps(cache=services.cache, loaders={"chat": services.text, "text-generation": services.text,
                                                      "text-to-image": services.image},
-                      placement_note=lambda: services.placement().note)
+                      placement_note=lambda: services.placement().note, catalog=services.catalog)
 
 
 def preload(services: Services) -> None:

@@ -78,3 +78,11 @@ def load_catalog(path: Path) -> Catalog:
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"cannot read the model catalog {path}: {exc}") from exc
     return parse_catalog(data, str(path))
+
+
+SHIPPED_CATALOG = Path(__file__).resolve().parents[1] / "assets" / "catalog.json"
+
+
+def shipped_catalog() -> Catalog:
+    """The catalog that ships with the app (what a tab shows when it is built without one, e.g. in tests)."""
+    return load_catalog(SHIPPED_CATALOG)

@@ -51,7 +51,7 @@ def serve(port: int, threads: int) -> None:
     engine = ImageEngine(ModelCache(), ModelResolver(config.readable_dirs, config.models_dir, HubProbe(True)),
                          lambda: Placement("cpu", "float32", "cpu"))
     with gr.Blocks() as demo:
-        image_tab.build(engine, load_catalog(config.catalog_path), config, StopRegistry())
+        image_tab.build(image_tab.ImageDeps(engine, StopRegistry(), catalog=load_catalog(config.catalog_path)))
     demo.queue()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     demo.block_thread()

@@ -57,7 +57,7 @@ def test_stop_ends_the_generation(running):
             if i == 3:
                 break
         start = time.perf_counter()
-        assert c.predict(api_name="/stop") is None or True
+        assert c.predict(api_name="/stop") == "stopped"
         result = job.result(timeout=10)
         assert time.perf_counter() - start < 5
     finally:
@@ -163,7 +163,7 @@ def test_stop_from_another_session_does_not_stop_mine(running):
         for i, _ in enumerate(job):
             if i == 3:
                 break
-        other.predict(api_name="/stop")  # another browser session pressing Stop
+        assert other.predict(api_name="/stop") == "nothing to stop"  # another browser session pressing Stop
         result = job.result(timeout=20)
     finally:
         engine.reply = " ".join(f"w{i}" for i in range(40))

@@ -11,7 +11,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from helpers import fake_services, make_config, message_text, start_app
 
-from ui.rerun import route_rerun
+from serving.sessions import StopRegistry
+from ui.rerun import rerun_router
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +64,22 @@ def test_chat_answers_from_a_collection_and_shows_sources(app_parts, tmp_path):
 
 
 def test_run_again_routes_to_the_right_tab():
-    chat = route_rerun("chat", "hello", "m/x", {"temperature": 0.5, "seed": 7})
-    assert chat[0].get_config()["selected"] == "chat" if hasattr(chat[0], "get_config") else True
-    assert chat[1:3] == ["hello", "m/x"] and chat[3] == 0.5 and chat[8] == 7
-    completion = route_rerun("completion", "Once", "m/y", {})
-    assert completion[9:11] == ["Once", "m/y"]
-    assert isinstance(route_rerun("", "", "", None)[0], type(gr.skip()))
+    from ui import chat_tab, text_tab
+    from ui.chat_tab import ChatDeps
+    from ui.text_tab import TextDeps
+
+    with gr.Blocks():
+        with gr.Tabs() as tabs:
+            chat = chat_tab.build(ChatDeps(engine=FakeTextEngine(), registry=StopRegistry(), max_new_tokens=64))
+            text = text_tab.build(TextDeps(engine=FakeTextEngine(), registry=StopRegistry(), max_new_tokens=64))
+    route, outputs = rerun_router(tabs, chat, text)
+    updates = route("chat", "hello", "m/x", {"temperature": 0.5, "seed": 7})
+    assert updates[tabs].selected == "chat"
+    assert updates[chat.message] == "hello" and updates[chat.model] == "m/x"
+    assert updates[chat.controls.temperature] == 0.5 and updates[chat.controls.seed] == 7
+    assert chat.controls.top_p not in updates and text.prompt not in updates  # the rest is left as it is
+    completion = route("completion", "Once", "m/y", {})
+    assert completion[tabs].selected == "text" and completion[text.prompt] == "Once" and completion[text.model] == "m/y"
+    assert chat.message not in completion
+    assert route("", "", "", None) == {}
+    assert set(updates) | set(completion) <= set(outputs)

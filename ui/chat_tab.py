@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
 import gradio as gr
 
-from config import AppConfig
-from engines.catalog import Catalog
+from engines.catalog import Catalog, shipped_catalog
 from engines.generation import GenerationError
 from engines.params import GenerationParams
 from identity import owner_of, rate_key_of, session_of
@@ -25,9 +24,9 @@ from ui.common import (
     params_or_error,
     preset_values,
     read_ahead,
-    text_slots,
 )
 from ui.errors import to_gr_error
+from ui.protocols import CollectionSearch, HistoryRecorder, TextGenerator
 
 logger = logging.getLogger(__name__)
 Messages = list[dict[str, Any]]
@@ -38,13 +37,16 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and accurat
 
 @dataclass
 class ChatDeps:
-    """What the chat handlers need, injected by `build`."""
+    """Everything the Chat tab needs: `build` lays it out from these, and its handlers get them injected."""
 
-    engine: Any  # engines.text.TextEngine or a fake with the same `chat` method
+    engine: TextGenerator
     registry: StopRegistry
     max_new_tokens: int
-    history: Any = None  # store.HistoryStore: every reply is recorded when set
-    index: Any = None  # store.CollectionIndex: lets a reply answer from a collection
+    catalog: Catalog = field(default_factory=shipped_catalog)  # model choices and presets
+    history: HistoryRecorder | None = None  # every reply is recorded when set
+    index: CollectionSearch | None = None  # lets a reply answer from a collection
+    owner: gr.State | None = None  # the page's owner id (app.py), so replies are recorded under it
+    slots: int = 8  # generations the UI runs at once (ui.common.text_slots)
     rag_chars: int = 2000  # context budget for retrieved passages
 
 
@@ -110,7 +112,8 @@ def stream_reply(history: Messages, message: str, system_prompt: str, model: str
     convo = [*history, {"role": "user", "content": message}]
     shown = [*convo, {"role": "assistant", "content": ""}]
     text, stats = "", {}
-    with deps.registry.generation(asker.session, on_timeout=gr.Warning, rate_key=asker.rate) as stop:  # refuses (rate limit) before anything is shown
+    # refuses (rate limit) before anything is shown
+    with deps.registry.generation(asker.session, on_timeout=gr.Warning, rate_key=asker.rate) as stop:
         loading = not deps.engine.is_loaded(model)
         updates = read_ahead(deps.engine.chat(model, prompt, params, stop=stop, owner=asker.owner))  # starts now
         if show_question:
@@ -156,7 +159,7 @@ def asker_of(request: gr.Request | None, browser_id: str) -> Asker:
     return Asker(session=session_of(request), owner=owner_of(request, browser_id), rate=rate_key_of(request))
 
 
-def collection_choices(browser_id: str = "", request: gr.Request = None, *, index: Any) -> gr.Dropdown:
+def collection_choices(browser_id: str = "", request: gr.Request = None, *, index: CollectionSearch) -> gr.Dropdown:
     """The asker's own collections to answer from."""
     return gr.Dropdown(choices=["", *index.names(asker_of(request, browser_id).owner)])
 
@@ -243,7 +246,7 @@ def restore_draft(draft: str, history: Messages) -> str:
     return "" if kept else draft
 
 
-def _layout(config: AppConfig, catalog: Catalog, collections: bool) -> tuple[dict[str, Any], ParamControls]:
+def _layout(catalog: Catalog, max_new_tokens: int, collections: bool) -> tuple[dict[str, Any], ParamControls]:
     ui: dict[str, Any] = {}
     with gr.Row():
         with gr.Column(scale=3):
@@ -268,26 +271,26 @@ def _layout(config: AppConfig, catalog: Catalog, collections: bool) -> tuple[dic
                                            info="passages from an Index collection go into the prompt",
                                            visible=collections)
             ui["preset"] = gr.Dropdown(list(catalog.presets), value=None, label="Preset")
-            controls = build_param_controls(config.max_new_tokens)
+            controls = build_param_controls(max_new_tokens)
     ui["history"], ui["stats"], ui["draft"] = gr.State([]), gr.State({}), gr.State("")
     ui["api_chat"] = gr.Button(visible=False)  # carries the /chat endpoint
+    ui["stop_status"] = gr.Textbox(visible=False)  # what /stop answers: "stopped" or "nothing to stop"
     return ui, controls
 
 
-def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegistry, *, history: Any = None,
-          index: Any = None, browser_id: gr.State | None = None) -> ChatTab:
+def build(deps: ChatDeps) -> ChatTab:
     """Lay out the Chat tab, then wire its events (history recording and collections when given)."""
-    ui, controls = _layout(config, catalog, collections=index is not None)
-    deps = ChatDeps(engine=engine, registry=registry, max_new_tokens=config.max_new_tokens, history=history,
-                    index=index)
-    owner = browser_id if browser_id is not None else gr.State("")
+    catalog = deps.catalog
+    ui, controls = _layout(catalog, deps.max_new_tokens, collections=deps.index is not None)
+    owner = deps.owner if deps.owner is not None else gr.State("")
     settings = [ui["system"], ui["model"], *controls.components(), ui["collection"], owner]
-    if index is not None:
-        ui["collection"].focus(bind(collection_choices, index=index), owner, ui["collection"],
+    if deps.index is not None:
+        ui["collection"].focus(bind(collection_choices, index=deps.index), owner, ui["collection"],
                                api_visibility="private")
     outputs = [ui["chatbot"], ui["history"], ui["stats"]]
-    _wire_generation(ui, settings, outputs, deps, slots=text_slots(config))
-    ui["stop"].click(bind(stop, registry=registry), None, None, api_name="stop", concurrency_limit=None)
+    _wire_generation(ui, settings, outputs, deps, slots=deps.slots)
+    ui["stop"].click(bind(stop, registry=deps.registry), None, ui["stop_status"], api_name="stop",
+                     concurrency_limit=None)
     ui["new"].click(lambda: ([], [], {}, ""), None, [*outputs, ui["info"]], api_name="clear")
     ui["chatbot"].clear(lambda: ([], {}, ""), None, [ui["history"], ui["stats"], ui["info"]],
                         api_visibility="private")  # the chatbot's own trash icon

@@ -148,3 +148,15 @@ def preset_values(presets: dict[str, dict[str, float]], name: str) -> list[Any]:
     if preset is None:
         raise gr.Error(f"unknown preset {name!r}; choose one of {sorted(presets)}")
     return [preset.get(p, gr.skip()) for p in PARAM_NAMES]
+
+
+@dataclass
+class PageLoad:
+    """Work a tab wants done when a page opens (fill a table, list choices); app.py wires every one."""
+
+    fn: Callable[..., Any]
+    inputs: list[Any]
+    outputs: list[Any]
+
+    def wire(self, demo: gr.Blocks) -> None:
+        demo.load(self.fn, self.inputs, self.outputs, api_visibility="private")

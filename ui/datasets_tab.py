@@ -11,13 +11,12 @@ import functools
 import logging
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
-from config import AppConfig
 from databrowser import DatasetBrowser, SourceRef, ViewSpec, api, render
 from databrowser.table import pil_image
 from errors import UserError
@@ -180,7 +179,7 @@ def export_view(fmt: str, state: dict, request: gr.Request, *, browser: DatasetB
     return str(browser.export(_session(state, request), ref, ViewSpec(**state.get("spec", {})), fmt))
 
 
-def _source_row(browser: DatasetBrowser, config: AppConfig) -> dict[str, Any]:
+def _source_row(browser: DatasetBrowser, offline: bool, max_upload_mb: int) -> dict[str, Any]:
     samples = [(f"{s['title']} ({s['source']})", s["source"]) for s in browser.samples()]
     with gr.Row(equal_height=True):
         source = gr.Dropdown(samples, value=samples[0][1] if samples else None, allow_custom_value=True, scale=4,
@@ -189,9 +188,9 @@ def _source_row(browser: DatasetBrowser, config: AppConfig) -> dict[str, Any]:
         hub_config = gr.Textbox(label="Config", scale=1, placeholder="(default)")
         split = gr.Dropdown([], label="Split", allow_custom_value=True, scale=1)
         stream = gr.Checkbox(label="Stream (first rows only)", value=False, scale=1,
-                             interactive=not config.offline)
+                             interactive=not offline)
         open_btn = gr.Button("Open", variant="primary", scale=1, elem_id="datasets-open")
-    with gr.Accordion(f"Upload a file (up to {config.max_upload_mb} MB)", open=False):
+    with gr.Accordion(f"Upload a file (up to {max_upload_mb} MB)", open=False):
         upload = gr.File(file_types=UPLOAD_TYPES, type="filepath", label="CSV, TSV, JSON, JSON Lines, Parquet, "
                          "Arrow or text")
     status = gr.Markdown("Open a dataset to browse it.", elem_id="datasets-status")
@@ -249,10 +248,29 @@ def _stats_export_tabs() -> dict[str, Any]:
                 stats_plot=stats_plot, fmt=fmt, export_btn=export_btn, export_file=export_file)
 
 
-def build(browser: DatasetBrowser, config: AppConfig, send_targets: Mapping[str, gr.Textbox]) -> None:
+@dataclass
+class DatasetsDeps:
+    """Everything the Datasets tab needs."""
+
+    browser: DatasetBrowser
+    send_targets: Mapping[str, gr.Textbox] = field(default_factory=dict)  # "Send cell to" label -> other tab's box
+    offline: bool = True  # no hub streaming offered
+    max_upload_mb: int = 200
+
+
+@dataclass
+class DatasetsTab:
+    """What other tabs may read: the dataset named in the source box, and the open view (session, ref, spec)."""
+
+    source: gr.Dropdown
+    state: gr.State
+
+
+def build(deps: DatasetsDeps) -> DatasetsTab:
     """Lay out the Datasets tab inside the caller's open gr.Tab, then wire its events and API."""
+    browser, send_targets = deps.browser, deps.send_targets
     state = gr.State(dict(EMPTY_STATE), delete_callback=functools.partial(_forget_session, browser=browser))
-    c = _source_row(browser, config)
+    c = _source_row(browser, deps.offline, deps.max_upload_mb)
     c.update(_view_row())
     with gr.Tabs():
         with gr.Tab("Table"):
@@ -260,6 +278,7 @@ def build(browser: DatasetBrowser, config: AppConfig, send_targets: Mapping[str,
         c.update(_stats_export_tabs())
     _wire(c, state, browser, send_targets)
     _register_api(browser)
+    return DatasetsTab(source=c["source"], state=state)
 
 
 def _forget_session(value: dict, *, browser: DatasetBrowser) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from config import AppConfig
 from errors import NotFound
 from identity import new_browser_id, owner_of, valid_browser_id
 from store import KINDS, EmptyQuery, HistoryStore
-from ui.common import bind
+from ui.common import PageLoad, bind
 from ui.errors import to_gr_error
 
 HEADERS = ["id", "when", "kind", "model", "prompt", "output"]
@@ -24,18 +23,23 @@ PREVIEW = 120
 
 
 @dataclass
+class HistoryDeps:
+    """Everything the History tab needs."""
+
+    store: HistoryStore
+    owner: gr.BrowserState | None = None  # the app's browser_id_state(); a fresh one when None
+
+
+@dataclass
 class HistoryTab:
     """Handles the app wires to: the owner id, and where a "Run again" click puts the entry's settings."""
 
     browser_id: gr.BrowserState
     table: gr.Dataframe
-    rerun_kind: gr.Textbox
-    rerun_prompt: gr.Textbox
-    rerun_model: gr.Textbox
-    rerun_params: gr.JSON
-    rerun_event: Any  # Dependency of the "Run again" click: `.then(route, [rerun_*], [...])`
-    refresh: Callable[..., Any] = None  # lists entries: wire it to the tab's select so new entries show
-    refresh_inputs: list[Any] = None
+    rerun_inputs: list[Any]  # kind, prompt, model, params of the entry to run again
+    rerun_event: Any  # Dependency of the "Run again" click: `.then(route, rerun_inputs, [...])`
+    refresh: PageLoad  # lists entries: the app runs it when a page opens and when the tab is selected
+    on_load: list[PageLoad]
 
 
 def _preview(text: str) -> str:
@@ -191,9 +195,10 @@ def _layout() -> dict[str, Any]:
     return ui
 
 
-def build(store: HistoryStore, browser_id: gr.BrowserState | None = None) -> HistoryTab:
-    """Lay out the History tab, then wire its events. `browser_id`: the app's `browser_id_state()`."""
-    browser_id = browser_id if browser_id is not None else browser_id_state()
+def build(deps: HistoryDeps) -> HistoryTab:
+    """Lay out the History tab, then wire its events."""
+    store = deps.store
+    browser_id = deps.owner if deps.owner is not None else browser_id_state()
     ui = _layout()
     filters = [ui["kind"], ui["model"], ui["from"], ui["to"]]
     listing = bind(list_entries, store=store)
@@ -209,9 +214,7 @@ def build(store: HistoryStore, browser_id: gr.BrowserState | None = None) -> His
                               [ui["r_kind"], ui["r_prompt"], ui["r_model"], ui["r_params"]], api_name="history_rerun")
     ui["delete"].click(bind(delete_entry, store=store), [ui["entry"], *filters, browser_id],
                        [ui["table"], ui["detail"], ui["image"]], api_name="history_delete")
-    root = gr.context.Context.root_block
-    if root is not None:
-        root.load(listing, [*filters, browser_id], ui["table"], api_visibility="private")
-    return HistoryTab(browser_id=browser_id, table=ui["table"], rerun_kind=ui["r_kind"], rerun_prompt=ui["r_prompt"],
-                      rerun_model=ui["r_model"], rerun_params=ui["r_params"], rerun_event=rerun,
-                      refresh=listing, refresh_inputs=[*filters, browser_id])
+    refresh = PageLoad(listing, [*filters, browser_id], [ui["table"]])
+    return HistoryTab(browser_id=browser_id, table=ui["table"],
+                      rerun_inputs=[ui["r_kind"], ui["r_prompt"], ui["r_model"], ui["r_params"]], rerun_event=rerun,
+                      refresh=refresh, on_load=[refresh])

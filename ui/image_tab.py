@@ -11,8 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from config import AppConfig
-from engines.catalog import Catalog
+from engines.catalog import Catalog, shipped_catalog
 from engines.image_meta import read_png_meta, save_png
 from engines.image_params import IMAGE_LIMITS, SCHEDULERS, ImageParams, parse_image_params
 from errors import InvalidInput
@@ -20,6 +19,7 @@ from identity import rate_key_of, session_of
 from serving.sessions import StopRegistry
 from ui.common import bind
 from ui.errors import to_gr_error
+from ui.protocols import HistoryRecorder, ImageGenerator
 
 EMBEDDED_T2I = "hf-playground/tiny-t2i-64"  # same id as engines.image.EMBEDDED_T2I (no torch import here)
 TASK = "text-to-image"
@@ -32,12 +32,14 @@ GenerateOutput = tuple[list[tuple[str, str]], int, dict[str, Any]]
 
 @dataclass
 class ImageDeps:
-    """What the handlers need, injected by `build`."""
+    """Everything the Text to image tab needs: `build` lays it out from these, its handlers get them injected."""
 
-    engine: Any  # engines.image.ImageEngine or a fake with the same `generate`
+    engine: ImageGenerator
     registry: StopRegistry
     out_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hf-playground-images-")))
-    history: Any = None  # store.HistoryStore: each image is recorded when set
+    catalog: Catalog = field(default_factory=shipped_catalog)  # model choices
+    history: HistoryRecorder | None = None  # each image is recorded when set
+    owner: gr.State | None = None  # the page's owner id (app.py)
 
 
 @dataclass
@@ -203,19 +205,16 @@ def _layout(catalog: Catalog) -> dict[str, Any]:
     return ui
 
 
-def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegistry, *, history: Any = None,
-          browser_id: gr.State | None = None) -> ImageTab:
+def build(deps: ImageDeps) -> ImageTab:
     """Lay out the Text-to-image tab, then wire its events."""
-    ui = _layout(catalog)
-    deps = ImageDeps(engine=engine, registry=registry, out_dir=Path(tempfile.mkdtemp(prefix="hf-playground-images-")),
-                     history=history)
-    owner = browser_id if browser_id is not None else gr.State("")
+    ui = _layout(deps.catalog)
+    owner = deps.owner if deps.owner is not None else gr.State("")
     inputs = [ui["prompt"], *(ui[name] for name in SETTINGS)]
     outputs = [ui["gallery"], ui["seed_used"], ui["details"]]
     # preprocess=False: raw values reach the handler, which validates them itself and names the bad setting
     gr.on([ui["generate"].click, ui["prompt"].submit], bind(text_to_image, deps=deps), [*inputs, owner], outputs,
           api_name="text_to_image", concurrency_limit=2, concurrency_id="image", preprocess=False)
-    ui["interrupt"].click(bind(interrupt, registry=registry), None, ui["status"], api_name="interrupt_image",
+    ui["interrupt"].click(bind(interrupt, registry=deps.registry), None, ui["status"], api_name="interrupt_image",
                           concurrency_limit=None, queue=False)
     ui["reuse"].click(lambda s: s, ui["seed_used"], ui["seed"], api_visibility="private", queue=False)
     ui["drop"].upload(restore, ui["drop"], inputs, api_name="restore_image_settings", queue=False)

@@ -10,14 +10,14 @@ from typing import Any
 
 import gradio as gr
 
-from config import AppConfig
+from databrowser import DatasetBrowser
 from databrowser.sources import SourceRef
 from errors import NotFound
 from identity import owner_of, session_of
 from store import CollectionIndex, DocumentError, EmptyQuery
 from store.documents import column_documents, supported_types
 from store.search import MODES
-from ui.common import bind
+from ui.common import PageLoad, bind
 from ui.errors import to_gr_error
 
 # keyword: BM25, higher is better (SQLite's own sign is the opposite); meaning: cosine similarity of the embeddings
@@ -30,15 +30,19 @@ POLL_S = 1.0
 
 @dataclass
 class IndexDeps:
+    """Everything the Index tab needs."""
+
     index: CollectionIndex
-    browser: Any  # databrowser.DatasetBrowser
+    browser: DatasetBrowser  # datasets whose column can become documents
     max_upload_bytes: int
+    owner: gr.State | None = None  # the page's owner id (app.py), so collections belong to the history's owner
 
 
 @dataclass
 class IndexTab:
     collection: gr.Dropdown
     status: gr.Markdown
+    on_load: list[PageLoad]
 
 
 def _owner(browser_id: str | None, request: gr.Request | None) -> str:
@@ -262,12 +266,11 @@ def _layout() -> dict[str, Any]:
     return ui
 
 
-def build(index: CollectionIndex, browser: Any, config: AppConfig, browser_id: gr.State | None = None) -> IndexTab:
-    """Lay out the Index tab, then wire its events. `browser`: the app's DatasetBrowser; `browser_id`: the app's
-    anonymous browser id (history_tab.browser_id_state), so collections belong to the same owner as history."""
+def build(deps: IndexDeps) -> IndexTab:
+    """Lay out the Index tab, then wire its events."""
     ui = _layout()
-    owner = browser_id if browser_id is not None else gr.State("")
-    deps = IndexDeps(index, browser, config.max_upload_mb * 2**20)
+    index = deps.index
+    owner = deps.owner if deps.owner is not None else gr.State("")
     status, choices = bind(collection_status, index=index), bind(collection_choices, index=index)
     shown, docs = [ui["status"], ui["timer"]], bind(documents_shown, index=index)
     ui["collection"].change(status, [ui["collection"], owner], shown, api_visibility="private").then(
@@ -293,10 +296,8 @@ def build(index: CollectionIndex, browser: Any, config: AppConfig, browser_id: g
           [ui["collection"], ui["query"], ui["mode"], ui["top_k"], ui["min_sim"], owner],
           [ui["results"], ui["notes"]], api_name="index_search")
     _wire_documents(ui, owner, index)
-    root = gr.context.Context.root_block
-    if root is not None:
-        root.load(choices, [ui["collection"], owner], [ui["collection"], ui["new"]], api_visibility="private")
-    return IndexTab(collection=ui["collection"], status=ui["status"])
+    return IndexTab(collection=ui["collection"], status=ui["status"],
+                    on_load=[PageLoad(choices, [ui["collection"], owner], [ui["collection"], ui["new"]])])
 
 
 def _wire_documents(ui: dict[str, Any], owner: gr.State, index: CollectionIndex) -> None:

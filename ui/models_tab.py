@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import gradio as gr
 import psutil
 
 from engines.cache import ModelCache
-from engines.catalog import Catalog
+from engines.catalog import Catalog, shipped_catalog
+from ui.common import PageLoad
 from ui.errors import to_gr_error
+from ui.protocols import ModelLoader
 
 COLUMNS = ["model", "task", "device", "dtype", "parameters (M)", "memory (MB)", "load time (s)", "idle (s)",
            "in use", "source", "activity"]
@@ -22,15 +24,14 @@ COLUMNS = ["model", "task", "device", "dtype", "parameters (M)", "memory (MB)", 
 WIDTHS = ["19%", "9%", "6%", "11%", "8%", "6%", "5%", "5%", "5%", "7%", "19%"]
 
 
-class Loader(Protocol):
-    def load(self, ref: str, progress: Any = None) -> Any: ...
-
-
 @dataclass
 class ModelsDeps:
+    """Everything the Models tab needs."""
+
     cache: ModelCache
-    loaders: dict[str, Loader]  # task -> engine that can load models for it
+    loaders: dict[str, ModelLoader]  # task -> engine that can load models for it
     placement_note: Callable[[], str]  # e.g. "cuda was requested but is not available"
+    catalog: Catalog = field(default_factory=shipped_catalog)  # suggestions per task
 
 
 def list_models(deps: ModelsDeps) -> tuple[list[list[Any]], str, gr.Dropdown]:
@@ -77,14 +78,15 @@ def unload_model(key: str, *, deps: ModelsDeps) -> str:
 
 @dataclass
 class ModelsTab:
-    """The app refreshes `view` with `listing` when a page loads."""
+    """The loaded-models table (filled when a page opens)."""
 
-    listing: Callable[[], tuple[list[list[Any]], str, gr.Dropdown]]
     view: list[gr.components.Component]
+    on_load: list[PageLoad]
 
 
-def build(deps: ModelsDeps, catalog: Catalog) -> ModelsTab:
+def build(deps: ModelsDeps) -> ModelsTab:
     """Lay out the Models tab, then wire its events."""
+    catalog = deps.catalog
     tasks = sorted(deps.loaders)
     summary = gr.Markdown()
     table = gr.Dataframe(headers=COLUMNS, label="Loaded models", interactive=False, wrap=True,
@@ -112,4 +114,4 @@ def build(deps: ModelsDeps, catalog: Catalog) -> ModelsTab:
         listing, None, view, api_visibility="private")
     refresh.click(listing, None, view, api_name="models_list")
     timer.tick(listing, None, view, api_visibility="private", show_progress="hidden")
-    return ModelsTab(listing=listing, view=view)
+    return ModelsTab(view=view, on_load=[PageLoad(listing, [], view)])

@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 
-from ui.common import PARAM_NAMES
+from ui.chat_tab import ChatTab
+from ui.common import PARAM_NAMES, ParamControls
+from ui.text_tab import TextTab
 
 TAB_OF_KIND = {"chat": "chat", "completion": "text"}
+Updates = dict[Any, Any]
 
 
-def route_rerun(kind: str, prompt: str, model: str, params: dict[str, Any] | None) -> list[Any]:
-    """Updates for [tabs, chat message, chat model, *chat controls, text prompt, text model, *text controls]."""
-    tab = TAB_OF_KIND.get(kind)
-    skip = [gr.skip()] * (2 + len(PARAM_NAMES))
-    if tab is None:
-        if kind:
-            gr.Warning(f"{kind} entries cannot be run again from here yet.")
-        return [gr.skip(), *skip, *skip]
-    params = params or {}
-    values = [prompt, model, *(params.get(name, gr.skip()) for name in PARAM_NAMES)]
-    chat_values, text_values = (values, skip) if tab == "chat" else (skip, values)
-    return [gr.Tabs(selected=tab), *chat_values, *text_values]
+def rerun_router(tabs: gr.Tabs, chat: ChatTab, text: TextTab) -> tuple[Callable[..., Updates], list[Any]]:
+    """The "Run again" handler and the components it may update; it returns updates keyed by component."""
+    targets: dict[str, tuple[gr.components.Component, gr.components.Component, ParamControls]] = {
+        "chat": (chat.message, chat.model, chat.controls), "text": (text.prompt, text.model, text.controls)}
+
+    def route(kind: str, prompt: str, model: str, params: dict[str, Any] | None) -> Updates:
+        tab = TAB_OF_KIND.get(kind)
+        if tab is None:
+            if kind:
+                gr.Warning(f"{kind} entries cannot be run again from here yet.")
+            return {}
+        box, model_box, controls = targets[tab]
+        params = params or {}
+        updates: Updates = {tabs: gr.Tabs(selected=tab), box: prompt, model_box: model}
+        updates.update({c: params[name] for name, c in zip(PARAM_NAMES, controls.components(), strict=True)
+                        if name in params})
+        return updates
+
+    outputs = [tabs, *(c for box, model_box, controls in targets.values()
+                       for c in (box, model_box, *controls.components()))]
+    return route, outputs

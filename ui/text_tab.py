@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
 import gradio as gr
 
-from config import AppConfig
-from engines.catalog import Catalog
+from engines.catalog import Catalog, shipped_catalog
 from engines.generation import GenerationError
 from serving.sessions import StopRegistry
 from ui.chat_tab import KEPT, asker_of, record
 from ui.chat_tab import stop as stop_generation
 from ui.common import (
     TEXT_QUEUE,
+    ParamControls,
     bind,
     build_param_controls,
     params_or_error,
     preset_values,
     read_ahead,
-    text_slots,
 )
 from ui.errors import to_gr_error
+from ui.protocols import HistoryRecorder, TextGenerator
 
 MAX_STOP_STRINGS = 8
 # probability buckets for the token view, most confident first
@@ -34,10 +34,15 @@ GenerateOutput = tuple[str, dict[str, Any], list[tuple[str, float | None]]]
 
 @dataclass
 class TextDeps:
-    engine: Any  # engines.text.TextEngine or a fake with the same `complete` method
+    """Everything the Text generation tab needs: `build` lays it out from these, its handlers get them injected."""
+
+    engine: TextGenerator
     registry: StopRegistry
     max_new_tokens: int
-    history: Any = None  # store.HistoryStore: every completion is recorded when set
+    catalog: Catalog = field(default_factory=shipped_catalog)  # model choices and presets
+    history: HistoryRecorder | None = None  # every completion is recorded when set
+    owner: gr.State | None = None  # the page's owner id (app.py)
+    slots: int = 8  # generations the UI runs at once (ui.common.text_slots)
 
 
 @dataclass
@@ -45,7 +50,7 @@ class TextTab:
     prompt: gr.Textbox
     output: gr.Textbox
     model: gr.Dropdown
-    controls: Any  # ui.common.ParamControls
+    controls: ParamControls
 
 
 def parse_stop_strings(text: str) -> tuple[str, ...]:
@@ -107,7 +112,7 @@ def render_details(stats: dict[str, Any], tokens: list[tuple[str, float | None]]
     return line, [(piece, bucket(prob)) for piece, prob in tokens if piece]
 
 
-def _layout(config: AppConfig, catalog: Catalog) -> tuple[dict[str, Any], Any]:
+def _layout(catalog: Catalog, max_new_tokens: int) -> tuple[dict[str, Any], ParamControls]:
     ui: dict[str, Any] = {}
     with gr.Row():
         with gr.Column(scale=3):
@@ -125,25 +130,24 @@ def _layout(config: AppConfig, catalog: Catalog) -> tuple[dict[str, Any], Any]:
             ui["stops"] = gr.Textbox(label="Stop strings", lines=2, info="one per line; \\n for a newline")
             ui["probs"] = gr.Checkbox(label="Colour tokens by probability", value=False)
             ui["preset"] = gr.Dropdown(list(catalog.presets), value=None, label="Preset")
-            controls = build_param_controls(config.max_new_tokens)
+            controls = build_param_controls(max_new_tokens)
     ui["stats"], ui["token_list"] = gr.State({}), gr.State([])
     return ui, controls
 
 
-def build(engine: Any, catalog: Catalog, config: AppConfig, registry: StopRegistry, *, history: Any = None,
-          browser_id: gr.State | None = None) -> TextTab:
+def build(deps: TextDeps) -> TextTab:
     """Lay out the Text generation tab, then wire its events."""
-    ui, controls = _layout(config, catalog)
-    deps = TextDeps(engine=engine, registry=registry, max_new_tokens=config.max_new_tokens, history=history)
-    owner = browser_id if browser_id is not None else gr.State("")
+    catalog = deps.catalog
+    ui, controls = _layout(catalog, deps.max_new_tokens)
+    owner = deps.owner if deps.owner is not None else gr.State("")
     inputs = [ui["prompt"], ui["stops"], ui["model"], ui["probs"], *controls.components(), owner]
     done = gr.on([ui["go"].click, ui["prompt"].submit], bind(generate, deps=deps), inputs,
                  [ui["output"], ui["stats"], ui["token_list"]], api_name="generate",
-                 concurrency_limit=text_slots(config),
+                 concurrency_limit=deps.slots,
                  concurrency_id=TEXT_QUEUE, preprocess=False)  # raw values: the handler validates, names a bad one
     done.then(render_details, [ui["stats"], ui["token_list"]], [ui["details"], ui["tokens"]],
               api_name="generation_details")
-    ui["stop"].click(bind(stop_generation, registry=registry), None, None, api_visibility="private",
+    ui["stop"].click(bind(stop_generation, registry=deps.registry), None, None, api_visibility="private",
                      concurrency_limit=None)
     ui["preset"].change(partial(preset_values, catalog.presets), ui["preset"], controls.components(),
                         api_visibility="private")

@@ -42,9 +42,12 @@ def app(tmp_path_factory, models_root):
             button = gr.Button("Record", elem_id="rec-button")
             entry = gr.Number(label="Recorded", elem_id="rec-entry")
         with gr.Tab("History"):
-            tab = history_tab.build(store, browser_id)
+            tab = history_tab.build(history_tab.HistoryDeps(store, browser_id))
         with gr.Tab("Index"):
-            index_tab.build(index, DatasetBrowser.from_config(config), config, browser_id)
+            index_page = index_tab.build(index_tab.IndexDeps(index, DatasetBrowser.from_config(config),
+                                                             config.max_upload_mb << 20, browser_id))
+        for hook in (*tab.on_load, *index_page.on_load):  # as app.py wires them
+            hook.wire(demo)
         button.click(history_tab.bind(record_chat, store=store), [prompt, browser_id], entry, api_name="test_record")
     demo.queue().launch(server_port=config.port, prevent_thread_lock=True, quiet=True)
     yield SimpleNamespace(url=f"http://127.0.0.1:{config.port}/", store=store, index=index, tab=tab, tmp=tmp)
