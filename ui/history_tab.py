@@ -176,9 +176,9 @@ def _layout() -> dict[str, Any]:
         ui["top_k"] = gr.Slider(1, 50, value=10, step=1, label="Results", scale=1)
     with gr.Row():
         ui["kind"] = gr.Dropdown([ALL, *KINDS], value=ALL, label="Kind")
-        ui["model"] = gr.Textbox(label="Model", placeholder="any")
-        ui["from"] = gr.Textbox(label="From (YYYY-MM-DD)")
-        ui["to"] = gr.Textbox(label="To (YYYY-MM-DD)")
+        ui["model"] = gr.Textbox("", label="Model", placeholder="any")
+        ui["from"] = gr.Textbox("", label="From (YYYY-MM-DD)")
+        ui["to"] = gr.Textbox("", label="To (YYYY-MM-DD)")
         ui["list"] = gr.Button("Newest first", elem_id="history-list")
     ui["table"] = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True, column_widths=WIDTHS,
                                elem_id="history-table")

@@ -238,13 +238,13 @@ def _layout() -> dict[str, Any]:
     with gr.Accordion("Index a dataset column", open=False):
         with gr.Row():
             ui["source"] = gr.Textbox(label="Dataset", placeholder="sample:shakespeare, hub:<id> or a path", scale=2)
-            ui["split"] = gr.Textbox(label="Split", placeholder="default")
+            ui["split"] = gr.Textbox("", label="Split", placeholder="default")
             ui["column"] = gr.Textbox(label="Text column")
             ui["max_rows"] = gr.Number(10000, label="Max rows", precision=0)
             ui["add_column"] = gr.Button("Index column", variant="primary")
     with gr.Accordion("Documents in this collection", open=False):
         with gr.Row():
-            ui["doc_filter"] = gr.Textbox(label="Name contains", scale=3)
+            ui["doc_filter"] = gr.Textbox("", label="Name contains", scale=3)
             ui["doc_list"] = gr.Button("List documents", scale=1, elem_id="index-doc-list")
         ui["docs"] = gr.Dataframe(headers=DOC_HEADERS, interactive=False, wrap=True, elem_id="index-documents")
         with gr.Row():

@@ -127,7 +127,7 @@ def _layout(catalog: Catalog, max_new_tokens: int) -> tuple[dict[str, Any], Para
         with gr.Column(scale=1):
             ui["model"] = gr.Dropdown(catalog.choices("text-generation"), value=catalog.default("text-generation"),
                                       label="Model", allow_custom_value=True, info="hub id or a local folder")
-            ui["stops"] = gr.Textbox(label="Stop strings", lines=2, info="one per line; \\n for a newline")
+            ui["stops"] = gr.Textbox("", label="Stop strings", lines=2, info="one per line; \\n for a newline")
             ui["probs"] = gr.Checkbox(label="Colour tokens by probability", value=False)
             ui["preset"] = gr.Dropdown(list(catalog.presets), value=None, label="Preset")
             controls = build_param_controls(max_new_tokens)
