@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-.PHONY: setup prepare run test browser-deps bench bench-datasets bench-index clean
+.PHONY: setup prepare run lint test browser-deps bench bench-datasets bench-index clean
 
 setup: $(VENV)/.installed
 
@@ -27,7 +27,10 @@ browser-deps:    ## Debian's Chromium for the browser tests (needs root; skipped
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || true
 
-test: prepare browser-deps
+lint: setup      ## ruff (settings in pyproject.toml)
+	$(BIN)/ruff check .
+
+test: prepare browser-deps lint
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: prepare   ## speed figures quoted in the README (machine-readable JSON on stdout)

@@ -14,19 +14,21 @@ ROW_HEADER = "#"
 def table_rows(ds: OpenDataset, page: Page, max_chars: int = 300) -> tuple[list[str], list[list[Any]], list[str]]:
     """Headers, rows and per-column datatypes for a table; the first column holds each row's index in the dataset.
 
-    Image cells become <img> tags with data: URLs (datatype "html"), so they show as pictures; long text is cut at `max_chars`.
+    Image cells become <img> tags with data: URLs (datatype "html"), so they show as pictures; long text is cut at
+    `max_chars`.
     """
     headers = [ROW_HEADER] + [c.name for c in ds.columns]
     datatypes = ["number"] + ["html" if c.kind == "image" else "number" if c.kind == "number" else "str"
                               for c in ds.columns]
     rows = []
-    for row_id, record in zip(page.row_ids.tolist(), page.rows.to_pylist()):
+    for row_id, record in zip(page.row_ids.tolist(), page.rows.to_pylist(), strict=False):
         cells: list[Any] = [row_id]
         for col in ds.columns:
             value = record[col.name]
             if col.kind == "image":
                 url = image_data_url(value)
-                cells.append(f'<img src="{url}" alt="row {row_id}" style="height:64px;width:auto;max-width:none">' if url else "")
+                style = "height:64px;width:auto;max-width:none"
+                cells.append(f'<img src="{url}" alt="row {row_id}" style="{style}">' if url else "")
             else:
                 text = cell_text(value, col, max_chars)
                 cells.append("" if text is None else text if col.kind == "number" else str(text))
@@ -41,7 +43,7 @@ def gallery_items(ds: OpenDataset, page: Page) -> list[tuple[Any, str]]:
         return []
     label_cols = [c for c in ds.columns if c.kind == "label"] or [c for c in ds.columns if c.kind == "string"][:1]
     items = []
-    for row_id, record in zip(page.row_ids.tolist(), page.rows.to_pylist()):
+    for row_id, record in zip(page.row_ids.tolist(), page.rows.to_pylist(), strict=False):
         image = pil_image(record[image_cols[0].name])
         if image is None:
             continue

@@ -96,9 +96,10 @@ def _counts(engine: SqlEngine, col: Column, where: str, params: list) -> list[tu
 def _plot(engine: SqlEngine, col: Column, stats: ColumnStats, where: str, params: list) -> None:
     s = stats.summary
     c = quote_ident(col.name)
-    if col.kind in ("label", "bool") or (col.kind == "string" and (s.get("distinct") or 0) <= CATEGORY_MAX_DISTINCT):
-        stats.plot, stats.bars = "counts", _counts(engine, col, where, params)
-    elif col.kind == "number" and (s.get("distinct") or 0) <= BINS and col.type.startswith(("int", "uint")):
+    distinct = s.get("distinct") or 0
+    categorical = col.kind in ("label", "bool") or (col.kind == "string" and distinct <= CATEGORY_MAX_DISTINCT)
+    small_ints = col.kind == "number" and distinct <= BINS and col.type.startswith(("int", "uint"))
+    if categorical or small_ints:
         stats.plot, stats.bars = "counts", _counts(engine, col, where, params)
     elif col.kind == "number":
         integer = col.type.startswith(("int", "uint"))
@@ -111,7 +112,8 @@ def _plot(engine: SqlEngine, col: Column, stats: ColumnStats, where: str, params
     stats.bars = [(label, s.get("non_null", 0) if n == -1 else n) for label, n in stats.bars]
 
 
-def column_stats(ds: OpenDataset, engine: SqlEngine, where: str = "true", params: list | None = None) -> list[ColumnStats]:
+def column_stats(ds: OpenDataset, engine: SqlEngine, where: str = "true",
+                 params: list | None = None) -> list[ColumnStats]:
     """Statistics for every column of the rows matching `where` (SQL built by `SqlEngine.condition`)."""
     params = params or []
     exprs: list[str] = ["count(*) AS __rows"]

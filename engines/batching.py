@@ -260,7 +260,7 @@ class Batcher:
             return
         old, new = self._cache.get_seq_length(), cache.get_seq_length()
         width = max(old, new)
-        for mine, theirs in zip(self._cache.layers, cache.layers):
+        for mine, theirs in zip(self._cache.layers, cache.layers, strict=False):
             mine.keys = torch.cat([_pad_left(mine.keys, width - old), _pad_left(theirs.keys, width - new)])
             mine.values = torch.cat([_pad_left(mine.values, width - old), _pad_left(theirs.values, width - new)])
 
@@ -294,7 +294,7 @@ class Batcher:
                                 [r.generator for r in reqs], [r.with_probs for r in reqs])
         except Exception as exc:  # the shared part failed: no request can go on
             picks = [exc] * len(reqs)
-        for req, pick in zip(reqs, picks):
+        for req, pick in zip(reqs, picks, strict=False):
             if isinstance(pick, Exception):  # this request's sampling failed (say, NaN scores): only it ends
                 logger.error("sampling failed: %s", pick)
                 req.done = req.failed = True

@@ -82,7 +82,7 @@ class RemoteTextEngine:
         kw, seed = self._sampling(m, params, stop_strings)
         if with_probs:
             kw["logprobs"] = True
-        create = lambda: self._client(m).chat.completions.create(messages=messages, **kw)  # noqa: E731
+        create = lambda: self._client(m).chat.completions.create(messages=messages, **kw)
         yield from self._stream(m, create, lambda c: c.delta.content, _chat_probs, params, seed, stop)
 
     def complete(self, ref: str, prompt: str, params: GenerationParams, stop_strings: tuple[str, ...] = (),
@@ -91,7 +91,7 @@ class RemoteTextEngine:
         kw, seed = self._sampling(m, params, stop_strings)
         if with_probs:
             kw["logprobs"] = 1
-        create = lambda: self._client(m).completions.create(prompt=prompt, **kw)  # noqa: E731
+        create = lambda: self._client(m).completions.create(prompt=prompt, **kw)
         yield from self._stream(m, create, lambda c: c.text, _completion_probs, params, seed, stop)
 
     def _stream(self, m: RemoteModel, create, text_of, probs_of, params: GenerationParams, seed: int,
@@ -147,7 +147,8 @@ def _completion_probs(choice) -> list[tuple[str, float | None]]:
     lp = choice.logprobs
     if not lp or not lp.tokens:
         return []
-    return [(tok, math.exp(p) if p is not None else None) for tok, p in zip(lp.tokens, lp.token_logprobs or [])]
+    logprobs = lp.token_logprobs or []
+    return [(tok, math.exp(p) if p is not None else None) for tok, p in zip(lp.tokens, logprobs, strict=False)]
 
 
 def _message(exc) -> str:

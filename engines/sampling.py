@@ -59,7 +59,7 @@ def pick_tokens(logits: torch.Tensor, params: list[GenerationParams], seen: list
                 warped = truncate(scores[i] / params[i].temperature, params[i].top_k, params[i].top_p)
                 token = int(torch.multinomial(torch.softmax(warped, -1), 1, generator=generators[i]))
             prob = float(torch.softmax(scores[i], -1)[token]) if with_probs[i] else None
-        except Exception as exc:  # noqa: BLE001 - handed to this row's request
+        except Exception as exc:
             out.append(exc)
             continue
         out.append((token, prob))

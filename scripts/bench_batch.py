@@ -166,8 +166,8 @@ def summary(requests: list[dict]) -> dict:
 def rounds(run, request_s: float, args) -> dict:
     """N clients arriving spread out (steady state), and N arriving at the same instant."""
     stagger = request_s / args.clients
-    return {"stagger_s": stagger, "steady": clients_round(run, args.clients, args.requests, args.new_tokens, stagger, 1),
-            "burst": clients_round(run, args.clients, 1, args.new_tokens, 0, 2)}
+    steady = clients_round(run, args.clients, args.requests, args.new_tokens, stagger, 1)
+    return {"stagger_s": stagger, "steady": steady, "burst": clients_round(run, args.clients, 1, args.new_tokens, 0, 2)}
 
 
 def batched_round(run, args) -> tuple[float, float]:
@@ -279,8 +279,10 @@ def main() -> None:
     result["batched_concurrent_over_single"] = round(batched["concurrent_aggregate_tok_s"] / batched["single_tok_s"], 2)
     result["batched_all_streaming_over_single"] = round(
         batched["concurrent_all_streaming_tok_s"] / batched["single_tok_s"], 2)
-    result["batched_ttft_concurrent_over_single"] = round(batched["concurrent_ttft_s_max"] / batched["single_ttft_s"], 2)
-    result["batched_single_over_generate_single"] = round(batched["single_tok_s"] / one_generate_each["single_tok_s"], 3)
+    result["batched_ttft_concurrent_over_single"] = round(
+        batched["concurrent_ttft_s_max"] / batched["single_ttft_s"], 2)
+    result["batched_single_over_generate_single"] = round(
+        batched["single_tok_s"] / one_generate_each["single_tok_s"], 3)
     throughput, ttft = result["batched_all_streaming_over_single"], result["batched_ttft_concurrent_over_single"]
     if args.repeat > 1:
         more = [batched_round(runs["batched"], args) for _ in range(args.repeat - 1)]

@@ -26,12 +26,14 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from databrowser import DatasetBrowser, SourceRef, ViewSpec  # noqa: E402
-from databrowser.table import cell_text  # noqa: E402
+from databrowser import DatasetBrowser, SourceRef, ViewSpec
+from databrowser.table import cell_text
 
-WORDS = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et "
-         "dolore magna aliqua enim ad minim veniam quis nostrud exercitation ullamco laboris nisi aliquip ex ea "
-         "commodo consequat duis aute irure in reprehenderit voluptate velit esse cillum fugiat nulla pariatur").split()
+WORDS = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed", "do", "eiusmod",
+         "tempor", "incididunt", "ut", "labore", "et", "dolore", "magna", "aliqua", "enim", "ad", "minim", "veniam",
+         "quis", "nostrud", "exercitation", "ullamco", "laboris", "nisi", "aliquip", "ex", "ea", "commodo",
+         "consequat", "duis", "aute", "irure", "in", "reprehenderit", "voluptate", "velit", "esse", "cillum",
+         "fugiat", "nulla", "pariatur"]
 
 
 def generate(path: Path, rows: int, seed: int = 0) -> None:
@@ -100,9 +102,9 @@ def run(work: Path, rows_wanted: int) -> None:
     rng = np.random.default_rng(1)
     pages = max(1, rows // 100)
     for page in [1, pages // 2, pages] * 10 + list(rng.integers(1, pages + 1, 30)):
-        t, pg = timed(lambda: browser.page("bench", ref, ViewSpec(), int(page), 100))
-        t2, _ = timed(lambda: [[cell_text(v, c, 300) for v, c in zip(r.values(), ds.columns)]
-                               for r in pg.rows.to_pylist()])
+        t, pg = timed(lambda page=page: browser.page("bench", ref, ViewSpec(), int(page), 100))
+        t2, _ = timed(lambda pg=pg: [[cell_text(v, c, 300) for v, c in zip(r.values(), ds.columns, strict=False)]
+                                     for r in pg.rows.to_pylist()])
         page_ms.append((t + t2) * 1000)
     sample()
     search = ViewSpec(search="voluptate velit esse")

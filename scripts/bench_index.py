@@ -38,9 +38,9 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from engines.cache import ModelCache  # noqa: E402
-from store import DEFAULT_EMBEDDER, CollectionIndex, Document, SentenceEmbedder  # noqa: E402
-from store.embeddings import embedded_location, normalize, quantize_int8  # noqa: E402
+from engines.cache import ModelCache
+from store import DEFAULT_EMBEDDER, CollectionIndex, Document, SentenceEmbedder
+from store.embeddings import embedded_location, normalize, quantize_int8
 
 WORDS_PER_CHUNK = 100
 OWNER = "local"  # whose collections the benchmark builds

@@ -51,7 +51,8 @@ def wait_http_200(url: str, timeout: float = 60) -> float:
 
 
 def start_app(port: int, env: dict, preload: bool = True) -> subprocess.Popen:
-    args = [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--offline"] + ([] if preload else ["--no-preload"])
+    args = [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--offline",
+            *([] if preload else ["--no-preload"])]
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
 
 
@@ -186,7 +187,7 @@ def main() -> None:
     raw_tps = sum(r["tokens"] for r in raw["runs"]) / sum(r["total_s"] for r in raw["runs"])
     app_tps = sum(r["tokens"] for r in app["runs"]) / sum(r["total_s"] for r in app["runs"])
     raw_ttft, app_ttft = median(r["prefill_s"] for r in raw["runs"]), median(r["ttft_s"] for r in app["runs"])
-    same = sum(a["reply"] == r["reply"] for a, r in zip(app["runs"], raw["runs"]))
+    same = sum(a["reply"] == r["reply"] for a, r in zip(app["runs"], raw["runs"], strict=False))
     result = {
         "benchmark": "text", "model": MODEL, "machine": f"{platform.machine()} {os.cpu_count()} cpu",
         "threads": args.threads or "torch default",

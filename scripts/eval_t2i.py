@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import t2i_data  # noqa: E402
+import t2i_data
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(1, str(REPO))
@@ -68,8 +68,8 @@ def judge_shape(img: np.ndarray) -> dict | None:
 def score(judged: list[dict | None], combos: list[tuple]) -> dict:
     keys = ("shape", "colour", "size", "position")
     hits = {k: 0 for k in keys}
-    for j, combo in zip(judged, combos):
-        truth = dict(zip(("shape", "colour", "size", "position"), combo[:4]))
+    for j, combo in zip(judged, combos, strict=False):
+        truth = dict(zip(("shape", "colour", "size", "position"), combo[:4], strict=False))
         for k in keys:
             hits[k] += bool(j) and j[k] == truth[k]
     return {f"{k}_pct": round(100 * hits[k] / len(combos), 1) for k in keys} | {

@@ -8,8 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from config import AppConfig  # noqa: E402
-from engines.embedded import EMBEDDED, ensure_converted  # noqa: E402
+from config import AppConfig
+from engines.embedded import EMBEDDED, ensure_converted
 
 
 def main() -> None:

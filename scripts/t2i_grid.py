@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     grid = Image.new("RGB", (cell_w * COLUMNS, cell_h * rows), "white")
     draw = ImageDraw.Draw(grid)
     font = ImageFont.load_default(size=11)
-    for i, (prompt, image) in enumerate(zip(PROMPTS, images)):
+    for i, (prompt, image) in enumerate(zip(PROMPTS, images, strict=False)):
         x, y = (i % COLUMNS) * cell_w + 4, (i // COLUMNS) * cell_h + 4
         grid.paste(image.resize((64 * SCALE, 64 * SCALE), Image.NEAREST), (x, y))
         draw.multiline_text((x, y + 64 * SCALE + 2), "\n".join(textwrap.wrap(prompt, 32)), fill="black", font=font)

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import t2i_data  # noqa: E402
+import t2i_data
 
 logger = logging.getLogger("train_t2i")
 REPO = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def bytes_to_unicode() -> dict[int, str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
+    return dict(zip(bs, [chr(c) for c in cs], strict=False))
 
 
 def build_tokenizer(keep_merges: int):
@@ -78,7 +78,8 @@ def build_tokenizer(keep_merges: int):
     if spec is None:
         raise SystemExit("needs open_clip_torch==3.3.0 (pip install --no-deps) for bpe_simple_vocab_16e6.txt.gz")
     bpe = Path(spec.submodule_search_locations[0]) / "bpe_simple_vocab_16e6.txt.gz"
-    merges = gzip.open(bpe).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1][:keep_merges]
+    with gzip.open(bpe) as f:
+        merges = f.read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1][:keep_merges]
     chars = list(bytes_to_unicode().values())
     vocab = chars + [c + "</w>" for c in chars] + ["".join(m.split()) for m in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
@@ -355,7 +356,7 @@ def _unet_step(args, device, unet, te, ema_unet, ema_te, opt, step, rng, latents
     decay = min(args.ema, (1 + step) / (10 + step))
     with torch.no_grad():
         for ema, live in ((ema_unet, unet), (ema_te, te)):
-            for pe, pl in zip(ema.parameters(), live.parameters()):
+            for pe, pl in zip(ema.parameters(), live.parameters(), strict=False):
                 pe.lerp_(pl, 1 - decay)
     losses.append(loss.item())
     if step % 50 == 0:

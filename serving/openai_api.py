@@ -1,195 +1,20 @@
 """The OpenAI-compatible API (/v1/...), served beside the Gradio app by the same engines, cache and batches.
 
-Errors come back in OpenAI's shape, so the official clients raise their usual exceptions. A model that cannot be
-found or loaded, or a request over a limit, is refused before the response starts; a failure mid-stream arrives as
-an error event. A client that goes away stops its generation (its place in the batch is freed at the next token).
+Errors come back in OpenAI's shape, so the official clients raise their usual exceptions (serving/openai_http.py).
+A client that goes away stops its generation (its place in the batch is freed at the next token).
 """
 
 from __future__ import annotations
 
-import hmac
-import json
-import logging
-import math
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
-from typing import Any
-
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from engines.batching import QueueFull
-from engines.catalog import Catalog
-from engines.generation import StreamUpdate
-from engines.remote import RemoteUnavailable
-from engines.resolve import ModelNotFound
-from engines.text import InputTooLong
-from errors import UserError, internal_message, log_internal
-from identity import api_caller
-from serving.limits import Deadline, RateLimited, RateLimiter
+from serving.openai_http import ApiDeps, ApiError, caller, error_response
 from serving.openai_media import embed, generate_images, served_models
-from serving.openai_schema import (
-    ApiError,
-    ChatBody,
-    CompletionBody,
-    EmbeddingBody,
-    ImageBody,
-    chat_messages,
-    check_chars,
-    finish_reason,
-    generation_params,
-    new_id,
-    now,
-    single_prompt,
-    stop_strings,
-    usage,
-)
+from serving.openai_schema import ChatBody, CompletionBody, EmbeddingBody, ImageBody
+from serving.openai_text import chat_completions, completions
 
-logger = logging.getLogger(__name__)
-
-
-@dataclass
-class ApiDeps:
-    text: Any  # TextEngine (or anything with chat/complete streams)
-    catalog: Catalog
-    image: Any = None  # ImageEngine
-    embedder: Any = None  # store Embedder
-    limiter: RateLimiter | None = None
-    keys: tuple[str, ...] = ()
-    keys_required: bool = False  # --auth without --api-key: the API is closed
-    max_new_tokens: int = 2048
-    max_input_chars: int = 32_000
-    timeout_s: float | None = None
-    activity: Callable[[], AbstractContextManager] | None = None  # tells background work a generation runs
-
-
-def caller(request: Request, deps: ApiDeps, count: bool = True) -> str:
-    """Who is calling (for rate limits): a key's fingerprint, else the client address. Raises ApiError 401/429."""
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    if deps.keys:
-        if not any(hmac.compare_digest(token.encode(), k.encode()) for k in deps.keys):
-            raise ApiError(401, "invalid or missing API key: send the header 'Authorization: Bearer <key>'",
-                           "authentication_error", code="invalid_api_key")
-        who = api_caller(token, None)
-    elif deps.keys_required:
-        raise ApiError(401, "this server requires login (--auth), so its API needs a key: start it with --api-key",
-                       "authentication_error", code="invalid_api_key")
-    else:
-        who = api_caller("", request.client.host if request.client else None)
-    if count and deps.limiter is not None:
-        try:
-            deps.limiter.admit(who)
-        except RateLimited as exc:
-            raise ApiError(429, str(exc), "rate_limit_error", code="rate_limit_exceeded",
-                           headers={"Retry-After": str(math.ceil(exc.retry_after_s))}) from None
-    return who
-
-
-def as_api_error(exc: BaseException) -> ApiError:
-    """The app's exceptions as HTTP errors (errors.py's policy): refusals keep their message and status; anything
-    else is logged with a traceback under an id and answered 500 without blaming the request."""
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, ModelNotFound):
-        return ApiError(404, str(exc), code="model_not_found", param="model")
-    if isinstance(exc, QueueFull):  # the server is busy, not the client over its own limit
-        return ApiError(503, str(exc), "server_busy", code="queue_full")
-    if isinstance(exc, RemoteUnavailable):
-        return ApiError(502, str(exc), "server_error", code="upstream_unavailable")
-    if isinstance(exc, UserError):
-        code = "context_length_exceeded" if isinstance(exc, InputTooLong) else None
-        return ApiError(exc.status, str(exc), exc.code, code=code)
-    return ApiError(500, internal_message(log_internal(exc, "an API request")), "server_error")
-
-
-def error_response(exc: BaseException) -> JSONResponse:
-    err = as_api_error(exc)
-    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
-
-
-class TextRun:
-    """One generation driven from async code: each step runs in a worker thread; closing it stops the model."""
-
-    def __init__(self, stream: Iterator[StreamUpdate], stop: threading.Event, deps: ApiDeps):
-        self.stream, self.stop = stream, stop
-        self.deadline = Deadline(stop, deps.timeout_s).__enter__()
-        self.activity = deps.activity() if deps.activity is not None else nullcontext()
-        self.activity.__enter__()
-        self.closed = False
-
-    async def next(self) -> StreamUpdate | None:
-        return await run_in_threadpool(next, self.stream, None)
-
-    async def updates(self, first: StreamUpdate | None) -> AsyncIterator[StreamUpdate]:
-        update = first
-        try:
-            while update is not None:
-                yield update
-                update = await self.next()
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.stop.set()  # the batch drops this request at its next step, so the worker thread returns at once
-        self.deadline.__exit__()
-        self.activity.__exit__(None, None, None)
-
-
-async def start_run(stream: Iterator[StreamUpdate], stop: threading.Event, deps: ApiDeps) -> tuple[TextRun, Any]:
-    """Start a generation and wait for its first update, so a load failure is still an HTTP error."""
-    run = TextRun(stream, stop, deps)
-    try:
-        return run, await run.next()
-    except BaseException:
-        run.close()
-        raise
-
-
-def sse(data: dict[str, Any] | str) -> str:
-    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
-
-
-def sse_response(run: TextRun, first: StreamUpdate | None, head: list[dict], piece, tail) -> StreamingResponse:
-    """Server-sent events: `head`, then `piece(update)` for each update that gives one, then `tail(stats)`.
-
-    A failure mid-stream arrives as an error event: the status line has been sent already.
-    """
-    async def events() -> AsyncIterator[str]:
-        stats = None
-        for data in head:
-            yield sse(data)
-        try:
-            async for update in run.updates(first):
-                stats = update.stats or stats
-                data = piece(update)
-                if data is not None:
-                    yield sse(data)
-        except Exception as exc:
-            yield sse(as_api_error(exc).body())
-            return
-        for data in tail(stats):
-            yield sse(data)
-        yield sse("[DONE]")
-    return StreamingResponse(events(), media_type="text/event-stream")
-
-
-async def collect(run: TextRun, first: StreamUpdate | None) -> tuple[list[StreamUpdate], Any, str]:
-    """Every update of a run, its stats, and the finish reason in OpenAI's words."""
-    updates = [u async for u in run.updates(first)]
-    stats = next((u.stats for u in updates if u.stats), None)
-    return updates, stats, finish_reason(stats.finish_reason if stats else "stop")
-
-
-def token_logprobs(update: StreamUpdate) -> list[dict[str, Any]]:
-    return [{"token": piece, "logprob": math.log(max(p, 1e-45)) if p is not None else None,
-             "bytes": list(piece.encode()), "top_logprobs": []} for piece, p in update.tokens]
+__all__ = ["ApiDeps", "build_router"]
 
 
 def build_router(deps: ApiDeps) -> APIRouter:
@@ -205,95 +30,12 @@ def build_router(deps: ApiDeps) -> APIRouter:
                                            for m, owner in served_models(deps)]}
 
     @router.post("/chat/completions")
-    async def chat_completions(body: ChatBody, request: Request):
-        try:
-            owner = caller(request, deps)
-            messages = chat_messages(body.messages)
-            check_chars(sum(len(m["content"]) for m in messages), deps.max_input_chars)
-            params = generation_params(body, deps.max_new_tokens, body.max_completion_tokens or body.max_tokens)
-            model, stop = body.model or deps.catalog.default("chat"), threading.Event()
-            stream = deps.text.chat(model, messages, params, stop=stop, with_probs=body.logprobs,
-                                    stop_strings=stop_strings(body.stop), owner=owner)
-            run, first = await start_run(stream, stop, deps)
-        except Exception as exc:
-            return error_response(exc)
-        rid, created = new_id("chatcmpl"), now()
-        include_usage = bool((body.stream_options or {}).get("include_usage"))
-
-        def chunk(delta: dict, reason: str | None = None, logprobs: Any = None) -> dict:
-            choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
-            return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                    "choices": [choice]}
-
-        def piece(update: StreamUpdate) -> dict | None:
-            if not (update.delta or (body.logprobs and update.tokens)):
-                return None
-            logprobs = {"content": token_logprobs(update)} if body.logprobs else None
-            return chunk({"content": update.delta}, logprobs=logprobs)
-
-        def tail(stats) -> list[dict]:
-            end = [chunk({}, finish_reason(stats.finish_reason if stats else "stop"))]
-            if include_usage:
-                end.append({"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                            "choices": [], "usage": usage(stats)})
-            return end
-
-        if body.stream:
-            return sse_response(run, first, [chunk({"role": "assistant", "content": ""})], piece, tail)
-        try:
-            updates, stats, reason = await collect(run, first)
-        except Exception as exc:
-            return error_response(exc)
-        logprobs = {"content": [t for u in updates for t in token_logprobs(u)]} if body.logprobs else None
-        message = {"role": "assistant", "content": "".join(u.delta for u in updates)}
-        return {"id": rid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": reason}],
-                "usage": usage(stats)}
+    async def chat(body: ChatBody, request: Request):
+        return await chat_completions(body, request, deps)
 
     @router.post("/completions")
-    async def completions(body: CompletionBody, request: Request):
-        try:
-            owner = caller(request, deps)
-            prompt = single_prompt(body.prompt)
-            check_chars(len(prompt), deps.max_input_chars)
-            params = generation_params(body, deps.max_new_tokens, body.max_tokens)
-            model, stop = body.model or deps.catalog.default("text-generation"), threading.Event()
-            stream = deps.text.complete(model, prompt, params, stop_strings=stop_strings(body.stop), stop=stop,
-                                        with_probs=body.logprobs is not None, owner=owner)
-            run, first = await start_run(stream, stop, deps)
-        except Exception as exc:
-            return error_response(exc)
-        rid, created = new_id("cmpl"), now()
-
-        def choice(text: str, updates: list[StreamUpdate], reason: str | None) -> dict:
-            lp = None
-            if body.logprobs is not None:
-                pieces = [t for u in updates for t in token_logprobs(u)]
-                lp = {"tokens": [p["token"] for p in pieces], "token_logprobs": [p["logprob"] for p in pieces],
-                      "top_logprobs": None, "text_offset": None}
-            return {"index": 0, "text": text, "logprobs": lp, "finish_reason": reason}
-
-        def record(choices: list[dict], **extra: Any) -> dict:
-            return {"id": rid, "object": "text_completion", "created": created, "model": model, "choices": choices,
-                    **extra}
-
-        def piece(update: StreamUpdate) -> dict | None:
-            if not (update.delta or (body.logprobs is not None and update.tokens)):
-                return None
-            return record([choice(update.delta, [update], None)])
-
-        def tail(stats) -> list[dict]:
-            return [record([choice("", [], finish_reason(stats.finish_reason if stats else "stop"))],
-                           usage=usage(stats))]
-
-        if body.stream:
-            return sse_response(run, first, [record([choice(prompt, [], None)])] if body.echo else [], piece, tail)
-        try:
-            updates, stats, reason = await collect(run, first)
-        except Exception as exc:
-            return error_response(exc)
-        text = (prompt if body.echo else "") + "".join(u.delta for u in updates)
-        return record([choice(text, updates, reason)], usage=usage(stats))
+    async def complete(body: CompletionBody, request: Request):
+        return await completions(body, request, deps)
 
     async def in_thread(request: Request, work, body):
         """A blocking endpoint: check the caller, run `work(body, deps)` in a worker thread, map its errors."""

@@ -10,6 +10,5 @@ from store.records import AddResult, CollectionError, CollectionInfo, Passage, S
 from store.search import EmptyQuery
 
 __all__ = ["AddResult", "CollectionError", "CollectionIndex", "CollectionInfo", "DEFAULT_EMBEDDER", "Document",
-           "DocumentError", "Embedder", "read_document", "EmptyQuery", "Entry", "HistoryStore", "KINDS", "Passage", "SearchResult",
-           "SentenceEmbedder", "Source", "format_sources", "rag_message",
-           "retrieve_for_prompt"]
+           "DocumentError", "Embedder", "EmptyQuery", "Entry", "HistoryStore", "KINDS", "Passage", "SearchResult",
+           "SentenceEmbedder", "Source", "format_sources", "rag_message", "read_document", "retrieve_for_prompt"]

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ class Entry:
 
     @property
     def when(self) -> str:
-        return datetime.fromtimestamp(self.created, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return datetime.fromtimestamp(self.created, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "when": self.when}
@@ -68,7 +68,7 @@ def parse_day(value: str | None, end: bool = False) -> float | None:
     if not value:
         return None
     try:
-        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
         raise InvalidInput(f"dates are written YYYY-MM-DD, got {value!r}") from None
     return day.timestamp() + (86400 if end else 0)
@@ -133,7 +133,7 @@ class HistoryStore:
         info = PngImagePlugin.PngInfo()
         info.add_text("parameters", json.dumps({"prompt": prompt, "model": model, "seed": seed, **(params or {})},
                                                default=str))
-        relative = Path(datetime.now(timezone.utc).strftime("%Y-%m")) / f"{uuid.uuid4().hex}.png"
+        relative = Path(datetime.now(UTC).strftime("%Y-%m")) / f"{uuid.uuid4().hex}.png"
         target = self.images / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".partial")

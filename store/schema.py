@@ -66,7 +66,8 @@ COLLECTIONS_MIGRATIONS: list[str] = [
         SELECT id, 'local', name, chunk_size, overlap, created, n_documents, n_chunks, n_embedded, vec_version
         FROM collections;
     DELETE FROM sqlite_sequence WHERE name = 'collections_v2';
-    INSERT INTO sqlite_sequence (name, seq) SELECT 'collections_v2', seq FROM sqlite_sequence WHERE name = 'collections';
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'collections_v2', seq FROM sqlite_sequence WHERE name = 'collections';
     DROP TABLE collections;
     ALTER TABLE collections_v2 RENAME TO collections;
     """,

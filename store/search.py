@@ -15,9 +15,11 @@ MAX_TERMS = 32
 # p50 45 -> 9 ms). The rarest term is always kept, so a query of only common words still matches.
 MAX_TERM_SHARE = 0.05
 STOPWORDS = frozenset(
-    "a an and are as at be but by for from has have he her his i if in into is it its me my no not of on or our "
-    "she so than that the their them then there these they this to was we were what when where which who whom why "
-    "will with would you your do does did how can could should about".split()
+    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "he", "her", "his", "i",
+     "if", "in", "into", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or", "our", "she", "so", "than",
+     "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "was", "we", "were", "what",
+     "when", "where", "which", "who", "whom", "why", "will", "with", "would", "you", "your", "do", "does", "did",
+     "how", "can", "could", "should", "about"]
 )
 
 

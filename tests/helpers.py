@@ -99,7 +99,8 @@ def fake_services(config: AppConfig, engine, embedder=None, image=None):
     return Services(config=config, catalog=load_catalog(config.catalog_path), cache=ModelCache(),
                     placement=lambda: Placement("cpu", "float32", "cpu"), resolver=None, text=engine,
                     image=image or _image_engine(config),
-                    registry=StopRegistry(limiter, config.request_timeout_s), datasets=DatasetBrowser.from_config(config),
+                    registry=StopRegistry(limiter, config.request_timeout_s),
+                    datasets=DatasetBrowser.from_config(config),
                     history=HistoryStore.from_config(config, embedder=embedder),
                     index=CollectionIndex.from_config(config, embedder=embedder), embedder=embedder, limiter=limiter)
 

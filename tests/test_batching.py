@@ -81,7 +81,7 @@ def test_stopping_one_request_leaves_the_others_unchanged(model):
     solo = [alone(model, ids) for ids in PROMPTS]
     batcher = Batcher(model, [], max_batch=4)
     stops = [threading.Event() for _ in PROMPTS]
-    reqs = [batcher.submit(ids, GREEDY, seed=0, stop=stop) for ids, stop in zip(PROMPTS, stops)]
+    reqs = [batcher.submit(ids, GREEDY, seed=0, stop=stop) for ids, stop in zip(PROMPTS, stops, strict=False)]
     first = reqs[1].out.get(timeout=30)
     assert first[0] == "token"
     stops[1].set()

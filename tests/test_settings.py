@@ -36,7 +36,7 @@ def test_shipped_catalog_defaults_to_smollm2():
     assert catalog.default("chat") == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert catalog.choices("chat")[0] == catalog.default("chat")
     assert len(catalog.choices("chat")) == len(set(catalog.choices("chat")))
-    for name, values in catalog.presets.items():
+    for _name, values in catalog.presets.items():
         parse_params(4096, **values)  # every preset is valid
 
 

@@ -225,23 +225,21 @@ def _layout() -> dict[str, Any]:
         ui["delete"] = gr.Button("Delete collection", variant="stop", scale=1)
     ui["status"] = gr.Markdown(elem_id="index-status")
     ui["timer"] = gr.Timer(POLL_S, active=False)
-    with gr.Accordion("New collection", open=True) as ui["new"]:
-        with gr.Row():
-            ui["new_name"] = gr.Textbox(label="Name", scale=2)
-            ui["chunk_size"] = gr.Number(100, label="Chunk size (words)", precision=0)
-            ui["overlap"] = gr.Number(20, label="Overlap (words)", precision=0)
-            ui["create"] = gr.Button("Create", variant="primary")
+    with gr.Accordion("New collection", open=True) as ui["new"], gr.Row():
+        ui["new_name"] = gr.Textbox(label="Name", scale=2)
+        ui["chunk_size"] = gr.Number(100, label="Chunk size (words)", precision=0)
+        ui["overlap"] = gr.Number(20, label="Overlap (words)", precision=0)
+        ui["create"] = gr.Button("Create", variant="primary")
     with gr.Accordion("Add documents", open=False):
         ui["files"] = gr.File(file_count="multiple", file_types=list(supported_types()), type="filepath",
                               label=f"Documents ({', '.join(supported_types())})")
         ui["add"] = gr.Button("Add documents", variant="primary")
-    with gr.Accordion("Index a dataset column", open=False):
-        with gr.Row():
-            ui["source"] = gr.Textbox(label="Dataset", placeholder="sample:shakespeare, hub:<id> or a path", scale=2)
-            ui["split"] = gr.Textbox("", label="Split", placeholder="default")
-            ui["column"] = gr.Textbox(label="Text column")
-            ui["max_rows"] = gr.Number(10000, label="Max rows", precision=0)
-            ui["add_column"] = gr.Button("Index column", variant="primary")
+    with gr.Accordion("Index a dataset column", open=False), gr.Row():
+        ui["source"] = gr.Textbox(label="Dataset", placeholder="sample:shakespeare, hub:<id> or a path", scale=2)
+        ui["split"] = gr.Textbox("", label="Split", placeholder="default")
+        ui["column"] = gr.Textbox(label="Text column")
+        ui["max_rows"] = gr.Number(10000, label="Max rows", precision=0)
+        ui["add_column"] = gr.Button("Index column", variant="primary")
     with gr.Accordion("Documents in this collection", open=False):
         with gr.Row():
             ui["doc_filter"] = gr.Textbox("", label="Name contains", scale=3)

@@ -60,7 +60,8 @@ def app(tmp_path, allowed, browser):
     with gr.Blocks() as demo:
         chat = gr.Textbox(label="Chat prompt", render=False, elem_id="chat-prompt")
         with gr.Tab("Datasets"):
-            tab.build(tab.DatasetsDeps(browser, {"Chat": chat}, offline=config.offline, max_upload_mb=config.max_upload_mb))
+            tab.build(tab.DatasetsDeps(browser, {"Chat": chat}, offline=config.offline,
+                                       max_upload_mb=config.max_upload_mb))
         with gr.Tab("Chat"):
             chat.render()
     port = _free_port()

@@ -59,7 +59,7 @@ def test_stats_and_export_handlers(browser):
     summary, choice, plot = tab.compute_stats(state, None, browser=browser)
     assert list(summary["column"]) == ["play", "edition", "line", "text"]
     assert choice.value == "play" and plot.value["data"]
-    assert dict(zip(summary["column"], summary["non-null"]))["edition"] == "147031"
+    assert dict(zip(summary["column"], summary["non-null"], strict=False))["edition"] == "147031"
     path = Path(tab.export_view("parquet", state, None, browser=browser))
     assert pq.read_metadata(str(path)).num_rows == 147031
 

@@ -84,9 +84,8 @@ def start_image_app(engine, config):
     from serving.sessions import StopRegistry
     from ui import image_tab
 
-    with gr.Blocks() as demo:
-        with gr.Tab("Text to image"):
-            tab = image_tab.build(image_tab.ImageDeps(engine, StopRegistry(), catalog=load_catalog(config.catalog_path)))
+    with gr.Blocks() as demo, gr.Tab("Text to image"):
+        tab = image_tab.build(image_tab.ImageDeps(engine, StopRegistry(), catalog=load_catalog(config.catalog_path)))
     demo.queue(default_concurrency_limit=8)
     demo.launch(server_name="127.0.0.1", server_port=config.port, prevent_thread_lock=True, quiet=True)
     return demo, f"http://127.0.0.1:{config.port}/", tab

@@ -21,7 +21,7 @@ OWNER = "local"  # the owner ingest_child.py writes as
 def counts(path: Path) -> dict[str, int]:
     conn = sqlite3.connect(path)
     try:
-        q = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+        q = lambda sql: conn.execute(sql).fetchone()[0]
         assert q("PRAGMA integrity_check") == "ok"
         conn.execute("INSERT INTO fts_c1 (fts_c1, rank) VALUES ('integrity-check', 1)")  # raises if broken
         return {

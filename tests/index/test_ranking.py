@@ -47,7 +47,8 @@ def test_meaning_with_the_real_minilm(tmp_path, minilm):
     # the lock-free query path computes what sentence-transformers' encode does (text by text: int8 activations
     # are scaled per batch, so a text's vector moves a little with its batch companions)
     alone = [minilm.model().encode([t], normalize_embeddings=True)[0] for t in texts]
-    assert [float(minilm.encode([t])[0] @ v) for t, v in zip(texts, alone)] == pytest.approx([1.0] * 4, abs=1e-4)
+    same = [float(minilm.encode([t])[0] @ v) for t, v in zip(texts, alone, strict=True)]
+    assert same == pytest.approx([1.0] * 4, abs=1e-4)
     batch = minilm.encode(texts + ["padding so this goes through sentence-transformers' batched encode"])[:4]
     assert (minilm.encode(texts) * batch).sum(axis=1) == pytest.approx([1.0] * 4, abs=0.1 if minilm.int8 else 1e-4)
     ix = CollectionIndex(tmp_path / "real", minilm)

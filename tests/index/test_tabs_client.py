@@ -64,7 +64,8 @@ def owner(client: Client) -> str:
 def test_endpoints_have_stable_names(app):
     names = set(Client(app.url, verbose=False).view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/index_search", "/index_add_documents", "/index_add_dataset_column", "/index_create", "/index_delete",
-            "/index_status", "/index_list", "/index_documents", "/index_delete_document", "/history_search", "/history_list", "/history_open", "/history_rerun",
+            "/index_status", "/index_list", "/index_documents", "/index_delete_document", "/history_search",
+            "/history_list", "/history_open", "/history_rerun",
             "/history_delete"} <= names
     assert not [n for n in names if n.startswith(("/lambda", "/partial"))], names
 
