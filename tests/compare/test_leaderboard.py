@@ -33,7 +33,7 @@ def fixed_votes() -> list[Battle]:
 # --- FastChat, fastchat/serve/monitor/elo_analysis.py (Apache-2.0), unchanged but for the solver's tolerance ---
 def compute_elo(battles, K=4, SCALE=400, BASE=10, INIT_RATING=1000):
     rating = defaultdict(lambda: INIT_RATING)
-    for rd, model_a, model_b, winner in battles[["model_a", "model_b", "winner"]].itertuples():
+    for _rd, model_a, model_b, winner in battles[["model_a", "model_b", "winner"]].itertuples():
         ra, rb = rating[model_a], rating[model_b]
         ea = 1 / (1 + BASE ** ((rb - ra) / SCALE))
         eb = 1 / (1 + BASE ** ((ra - rb) / SCALE))
@@ -82,7 +82,7 @@ def compute_mle_elo(df, SCALE=400, BASE=10, INIT_RATING=1000):
             sample_weights.append(ptbl_win.loc[m_b, m_a])
             cur_row += 2
     X, Y = X[:cur_row], Y[:cur_row]
-    # FastChat uses lbfgs with tol=1e-6; Newton-CG with a tighter tolerance so that the reference itself is accurate to the 1e-6 compared here
+    # FastChat uses lbfgs with tol=1e-6; Newton-CG with a tighter tolerance makes the reference accurate to 1e-6
     lr = LogisticRegression(fit_intercept=False, C=np.inf, solver="newton-cg", tol=1e-12, max_iter=10_000)
     lr.fit(X, Y, sample_weight=sample_weights)
     return pd.Series(SCALE * lr.coef_[0] + INIT_RATING, index=models.index)

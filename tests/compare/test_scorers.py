@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from compare.scorers import ScoreSet, ScorerError, judge_prompt, parse_judge_score
+from compare.scorers import ScorerError, ScoreSet, judge_prompt, parse_judge_score
 
 
 def test_exact_match_and_contains_ignore_case_and_spacing():
