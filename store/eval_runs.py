@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from errors import NotFound
+from identity import require_owner
 from store.database import Database
-from store.owners import require_owner
 
 STATUSES = ("running", "stopped", "done", "failed")
 EVAL_MIGRATIONS = [

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from identity import require_owner
 from store.database import Database
-from store.owners import require_owner
 
 VOTES = ("model_a", "model_b", "tie", "both_bad")  # what a person can answer; both_bad counts as a tie
 VOTE_MIGRATIONS = [

@@ -26,7 +26,6 @@ from errors import UserError
 from ui.chat_tab import Asker, asker_of, record
 from ui.common import TEXT_QUEUE, bind
 from ui.compare_common import CompareDeps, column_params, model_dropdown
-from ui.errors import guarded
 
 logger = logging.getLogger(__name__)
 SIDES = ("A", "B")
@@ -48,7 +47,7 @@ def battle_stream(prompt: str, pool: list[str], settings: dict[str, Any], asker:
     messages = ({"role": "user", "content": prompt},)
     requests = [ColumnRequest(m, params, messages=messages) for m in (battle.model_a, battle.model_b)]
     states: list[ColumnState] = []
-    with deps.registry.generation(asker.session) as stop:
+    with deps.registry.generation(asker.session, on_timeout=gr.Warning, rate_key=asker.rate) as stop:
         for states in stream_columns(deps.engine, requests, stop, asker.owner):
             yield battle.id, [s.text for s in states]
     failed = [side for side, s in zip(SIDES, states, strict=True) if s.error]
@@ -216,14 +215,14 @@ def layout(deps: CompareDeps, owner: gr.State) -> ArenaUI:
 def wire(ui: ArenaUI, deps: CompareDeps) -> None:
     private = {"api_visibility": "private"}
     buttons = list(ui.votes.values())
-    ui.go.click(guarded(bind(battle_ui, deps=deps)), [ui.prompt, ui.pool, ui.temperature, ui.max_tokens, ui.owner],
+    ui.go.click(bind(battle_ui, deps=deps), [ui.prompt, ui.pool, ui.temperature, ui.max_tokens, ui.owner],
                 [*ui.chats, ui.battle, ui.reveal, *buttons], concurrency_id=TEXT_QUEUE,
                 concurrency_limit=deps.slots, **private)
     board = [ui.board, ui.note]
     for winner, button in ui.votes.items():
-        button.click(guarded(bind(vote_ui, deps=deps, winner=winner)), [ui.battle, ui.share, ui.owner],
+        button.click(bind(vote_ui, deps=deps, winner=winner), [ui.battle, ui.share, ui.owner],
                      [ui.reveal, ui.battle, *buttons], **private).then(
-            guarded(bind(board_ui, deps=deps)), [ui.scope, ui.owner], board, **private)
-    gr.on([ui.refresh.click, ui.scope.change, ui.owner.change], guarded(bind(board_ui, deps=deps)),
+            bind(board_ui, deps=deps), [ui.scope, ui.owner], board, **private)
+    gr.on([ui.refresh.click, ui.scope.change, ui.owner.change], bind(board_ui, deps=deps),
           [ui.scope, ui.owner], board, **private)  # the owner is set at page load
-    ui.export.click(guarded(bind(export_ui, deps=deps)), [ui.scope, ui.owner], ui.file, **private)
+    ui.export.click(bind(export_ui, deps=deps), [ui.scope, ui.owner], ui.file, **private)

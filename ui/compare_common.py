@@ -11,8 +11,8 @@ from compare.arena import Arena
 from compare.evaluation import EvalRunner, Recorder, TextGenerator
 from engines.params import parse_params
 from errors import UserError
+from serving.sessions import StopRegistry
 from store.votes import VoteStore
-from ui.common import StopRegistry
 
 
 class DatasetOpener(Protocol):

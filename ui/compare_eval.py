@@ -20,7 +20,6 @@ from databrowser.errors import DatasetError
 from ui.chat_tab import asker_of
 from ui.common import bind
 from ui.compare_common import CompareDeps, column_params, model_dropdown
-from ui.errors import guarded
 
 SUMMARY_COLUMNS = ["model", "scorer", "n", "mean", "low", "high", "finished", "failed", "tokens_per_s"]
 SHOWN_ROWS = 500
@@ -215,16 +214,16 @@ def wire(ui: EvalUI, deps: CompareDeps, datasets_state: gr.State | None) -> None
     private = {"api_visibility": "private"}
     if datasets_state is not None:
         ui.use_open.click(use_open, datasets_state, [ui.source, ui.ref], **private)
-    ui.upload.upload(guarded(bind(upload_prompts, deps=deps)), [ui.upload, ui.owner], [ui.source, ui.ref],
+    ui.upload.upload(bind(upload_prompts, deps=deps), [ui.upload, ui.owner], [ui.source, ui.ref],
                      **private)
     form = {ui.source, ui.ref, ui.prompt_column, ui.reference_column, ui.limit, ui.models, ui.mode, ui.template,
             ui.system, ui.scorers, ui.regex, ui.judge, ui.rubric, ui.temperature, ui.max_tokens, ui.seed, ui.owner}
-    ui.start.click(guarded(bind(start_ui, deps=deps, ui=ui)), form, [ui.run, ui.progress, ui.timer], **private)
+    ui.start.click(bind(start_ui, deps=deps, ui=ui), form, [ui.run, ui.progress, ui.timer], **private)
     polled = [ui.run, ui.progress, ui.summary, ui.plot, ui.rows, ui.timer]
-    poll = guarded(bind(poll_ui, deps=deps))
+    poll = bind(poll_ui, deps=deps)
     ui.timer.tick(poll, [ui.run, ui.owner], polled, **private)
     ui.owner.change(poll, [ui.run, ui.owner], polled, **private)  # set at page load: a reload finds the latest run
-    ui.stop.click(guarded(bind(stop_ui, deps=deps)), [ui.run, ui.owner], ui.progress, **private).then(
+    ui.stop.click(bind(stop_ui, deps=deps), [ui.run, ui.owner], ui.progress, **private).then(
         poll, [ui.run, ui.owner], polled, **private)
-    ui.resume.click(guarded(bind(resume_ui, deps=deps)), [ui.run, ui.owner], [ui.progress, ui.timer], **private)
-    ui.export.click(guarded(bind(export_ui, deps=deps)), [ui.run, ui.owner], ui.file, **private)
+    ui.resume.click(bind(resume_ui, deps=deps), [ui.run, ui.owner], [ui.progress, ui.timer], **private)
+    ui.export.click(bind(export_ui, deps=deps), [ui.run, ui.owner], ui.file, **private)

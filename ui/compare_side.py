@@ -10,10 +10,10 @@ import gradio as gr
 
 from compare.columns import MAX_COLUMNS, ColumnRequest, ColumnState, stream_columns
 from errors import UserError
+from identity import session_of
 from ui.chat_tab import Asker, asker_of, record
-from ui.common import TEXT_QUEUE, bind, session_key
+from ui.common import TEXT_QUEUE, bind
 from ui.compare_common import CompareDeps, column_params, model_dropdown, stats_line
-from ui.errors import guarded
 
 Conversation = list[dict[str, str]]
 MODES = ("chat", "completion")
@@ -39,7 +39,7 @@ def compare_stream(prompt: str, columns: list[dict[str, Any]], mode: str, system
     convos = convos[:len(columns)] if mode == "chat" else [[] for _ in columns]
     requests = [_request(deps, col, i, mode, system, convos[i], prompt) for i, col in enumerate(columns)]
     states: list[ColumnState] = []
-    with deps.registry.generation(asker.session) as stop:
+    with deps.registry.generation(asker.session, on_timeout=gr.Warning, rate_key=asker.rate) as stop:
         for states in stream_columns(deps.engine, requests, stop, asker.owner):
             yield states, _conversations(convos, prompt, states)
     kind = "chat" if mode == "chat" else "completion"
@@ -114,7 +114,7 @@ def send(values: dict, request: gr.Request = None, *, deps: CompareDeps, ui: Sid
 
 def stop_all(request: gr.Request = None, *, deps: CompareDeps) -> None:
     """Stop every column of this session's comparison."""
-    deps.registry.stop(session_key(request))
+    deps.registry.stop(session_of(request))
 
 
 def show_columns(count: float) -> list:
@@ -158,7 +158,7 @@ def wire(ui: SideUI, deps: CompareDeps) -> None:
     inputs = {ui.prompt, ui.mode, ui.system, ui.count, ui.convos, ui.owner, *ui.models, *ui.temperatures,
               *ui.max_tokens, *ui.seeds}
     outputs = [*ui.chats, *ui.stats, ui.convos]
-    gr.on([ui.send.click, ui.prompt.submit], guarded(bind(send, deps=deps, ui=ui)), inputs, outputs,
+    gr.on([ui.send.click, ui.prompt.submit], bind(send, deps=deps, ui=ui), inputs, outputs,
           api_visibility="private", concurrency_id=TEXT_QUEUE, concurrency_limit=deps.slots)
     ui.stop.click(bind(stop_all, deps=deps), None, None, api_visibility="private", concurrency_limit=None)
     ui.count.change(show_columns, ui.count, ui.boxes, api_visibility="private")

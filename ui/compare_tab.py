@@ -14,7 +14,6 @@ import gradio as gr
 from ui import compare_arena, compare_eval, compare_side
 from ui.common import TEXT_QUEUE, bind
 from ui.compare_common import CompareDeps
-from ui.errors import guarded
 
 
 @dataclass
@@ -45,12 +44,12 @@ def build(deps: CompareDeps, owner: gr.State, datasets_state: gr.State | None = 
 def register_api(deps: CompareDeps) -> None:
     """Stable endpoints for gradio_client (see the README's Compare section)."""
     generating = {"concurrency_id": TEXT_QUEUE, "concurrency_limit": deps.slots}
-    gr.api(guarded(bind(compare_side.compare_api, deps=deps)), api_name="compare", **generating)
-    gr.api(guarded(bind(compare_arena.arena_api, deps=deps)), api_name="arena", **generating)
-    gr.api(guarded(bind(compare_arena.vote_api, deps=deps)), api_name="vote")
-    gr.api(guarded(bind(compare_arena.leaderboard_api, deps=deps)), api_name="leaderboard")
-    gr.api(guarded(bind(compare_arena.votes_csv_api, deps=deps)), api_name="votes_csv")
-    gr.api(guarded(bind(compare_eval.eval_start_api, deps=deps)), api_name="eval_start")
-    gr.api(guarded(bind(compare_eval.eval_status_api, deps=deps)), api_name="eval_status")
-    gr.api(guarded(bind(compare_eval.eval_results_api, deps=deps)), api_name="eval_results")
-    gr.api(guarded(bind(compare_eval.eval_stop_api, deps=deps)), api_name="eval_stop")
+    gr.api(bind(compare_side.compare_api, deps=deps), api_name="compare", **generating)
+    gr.api(bind(compare_arena.arena_api, deps=deps), api_name="arena", **generating)
+    gr.api(bind(compare_arena.vote_api, deps=deps), api_name="vote")
+    gr.api(bind(compare_arena.leaderboard_api, deps=deps), api_name="leaderboard")
+    gr.api(bind(compare_arena.votes_csv_api, deps=deps), api_name="votes_csv")
+    gr.api(bind(compare_eval.eval_start_api, deps=deps), api_name="eval_start")
+    gr.api(bind(compare_eval.eval_status_api, deps=deps), api_name="eval_status")
+    gr.api(bind(compare_eval.eval_results_api, deps=deps), api_name="eval_results")
+    gr.api(bind(compare_eval.eval_stop_api, deps=deps), api_name="eval_stop")
