@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from compare.evaluation import ROW_FAILURES, TextGenerator
+from compare.evaluation import TextGenerator, failure_text
 from engines.params import GenerationParams
-from errors import internal_message, log_internal
 
 MAX_COLUMNS = 4
 
@@ -50,10 +49,8 @@ def _pump(engine: TextGenerator, req: ColumnRequest, index: int, stop: threading
         for update in stream:
             out.put((index, "update", update))
         out.put((index, "end", None))
-    except ROW_FAILURES as exc:
-        out.put((index, "error", str(exc)))
-    except Exception as exc:  # a fault, not the person's: logged under an id, the other columns go on
-        out.put((index, "error", internal_message(log_internal(exc, f"compare column {index}"))))
+    except Exception as exc:  # the column shows why (an internal fault only as a logged id); the others go on
+        out.put((index, "error", failure_text(exc)))
 
 
 def stream_columns(engine: TextGenerator, requests: list[ColumnRequest], stop: threading.Event,

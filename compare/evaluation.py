@@ -17,17 +17,21 @@ from typing import Any, Protocol
 
 from compare.prompts import check_template, fill_template
 from compare.scorers import ScoreSet, judge_prompt, parse_judge_score
-from engines.batching import QueueFull
 from engines.generation import GenerationError
 from engines.params import GenerationParams
-from engines.text import InputTooLong, ModelLoadError, ModelNotFound
 from errors import UserError, internal_message, log_internal
 from store.eval_runs import EvalStore
 
 logger = logging.getLogger(__name__)
 MODES = ("chat", "completion")
-# failures that say something about the model or the row, kept as the row's error text
-ROW_FAILURES = (GenerationError, ModelLoadError, ModelNotFound, InputTooLong, QueueFull, UserError, OSError)
+# failures that say something about the model or the row, kept as the row's error text (the UserError family
+# covers ModelLoadError, ModelNotFound, InputTooLong, QueueFull; OSError a model's unreadable files)
+ROW_FAILURES = (GenerationError, UserError, OSError)
+
+
+def failure_text(exc: Exception) -> str:
+    """What a failed row (or column) says: the failure's own message, or an internal error's id for the log."""
+    return str(exc) if isinstance(exc, ROW_FAILURES) else internal_message(log_internal(exc, "a generation"))
 
 
 class TextGenerator(Protocol):
@@ -203,8 +207,8 @@ class EvalRunner:
         try:
             self.engine.load(model)
             return True
-        except ROW_FAILURES as exc:
-            message = f"{model} could not be loaded: {exc}"
+        except Exception as exc:  # whatever the cause, this model's rows cannot run: they say why, the run goes on
+            message = f"{model} could not be loaded: {failure_text(exc)}"
         logger.warning("evaluation %s: %s", run_id, message)
         for row, _, _ in pending:
             self.store.add_result(run_id, row, model, False, "", {}, {}, message)
@@ -227,11 +231,8 @@ class EvalRunner:
              scores: ScoreSet, live: _Live, row: int, prompt: str, reference: str | None) -> None:
         try:
             text, stats = self._generate(model, spec, params, fill_template(spec.template, prompt), live)
-        except ROW_FAILURES as exc:
-            self.store.add_result(run_id, row, model, False, "", {}, {}, str(exc))
-            return
-        except Exception as exc:
-            self.store.add_result(run_id, row, model, False, "", {}, {}, internal_message(log_internal(exc)))
+        except Exception as exc:  # the row says why it failed; the other rows go on
+            self.store.add_result(run_id, row, model, False, "", {}, {}, failure_text(exc))
             return
         if stats.get("finish_reason") == "stop":  # stopped midway: left for a resume, never kept half-done
             return
