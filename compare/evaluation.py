@@ -49,10 +49,13 @@ class TextGenerator(Protocol):
 
 
 class Recorder(Protocol):
-    """store.HistoryStore's `record`."""
+    """store.HistoryStore's `record` and `list`."""
 
     def record(self, owner: str, kind: str, prompt: str, output: str, model: str, params: dict, seed: int | None,
                timings: dict) -> int: ...
+
+    def list(self, owner: str, kind: str = "", model: str = "", date_from: str = "", date_to: str = "",
+             limit: int = 50, offset: int = 0) -> list[Any]: ...
 
 
 class EvalInputError(UserError):
@@ -293,7 +296,16 @@ class EvalRunner:
             logger.exception("could not record evaluation %s row %d in history", run_id, row)
 
     def _backfill_history(self, run_id: str, owner: str, spec: EvalSpec) -> None:
-        """Record results a kill left out of History (it fell between the result's commit and the record)."""
+        """Record results a kill left out of History; one that reached History but not its id there is only linked.
+
+        A result is committed first, then recorded, then linked: a kill between any two steps leaves a state this
+        tells apart, so every output ends up in History exactly once.
+        """
         for row, model in self.store.unrecorded(run_id) if self.history is not None else []:
+            recorded = [e.id for e in self.history.list(owner, model=model, limit=500)
+                        if e.params.get("evaluation") == run_id and e.params.get("row") == row]
+            if recorded:
+                self.store.set_history_id(run_id, row, model, recorded[0])
+                continue
             r = self.store.results(run_id, row, model)[0]
             self._record(run_id, owner, spec, row, model, r.prompt, r.output, r.stats)
