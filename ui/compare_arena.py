@@ -167,18 +167,18 @@ def vote_ui(battle_id: str, share: bool, owner: str, request: gr.Request = None,
 def board_ui(scope: str, owner: str, request: gr.Request = None, *, deps: CompareDeps) -> tuple:
     data = standings(scope, asker_of(request, owner).owner, deps)
     frame = pd.DataFrame(data["rows"], columns=BOARD_COLUMNS)
-    note = (f"{data['votes']} votes ({scope}). Bradley-Terry (bt) and online Elo on the Elo scale, with 95% "
+    note = (f"{data['votes']} vote{'s' if data['votes'] != 1 else ''} ({scope}). Bradley-Terry (bt) and online Elo on the Elo scale, with 95% "
             f"bootstrap intervals." + ("" if data["exact"] else " Some model won or lost every battle: its rating "
                                        "is held finite by a small penalty and is only a bound."))
     return frame, note
 
 
-def export_ui(scope: str, owner: str, request: gr.Request = None, *, deps: CompareDeps) -> str:
+def export_ui(scope: str, owner: str, request: gr.Request = None, *, deps: CompareDeps) -> gr.File:
     data = standings(scope, asker_of(request, owner).owner, deps)
     folder = Path(tempfile.mkdtemp(prefix="leaderboard-"))
     path = folder / f"leaderboard-{scope}.csv"
     pd.DataFrame(data["rows"], columns=BOARD_COLUMNS).to_csv(path, index=False)
-    return str(path)
+    return gr.File(value=str(path), visible=True)
 
 
 def layout(deps: CompareDeps, owner: gr.State) -> ArenaUI:
@@ -196,8 +196,8 @@ def layout(deps: CompareDeps, owner: gr.State) -> ArenaUI:
         chats = [gr.Chatbot(label=f"Model {s}", height=320, elem_id=f"arena-chat-{s.lower()}") for s in SIDES]
     with gr.Row():
         votes = {w: gr.Button(label, interactive=False, elem_id=f"arena-vote-{w}") for w, label in
-                 (("model_a", "👈 A is better"), ("model_b", "👉 B is better"), ("tie", "🤝 Tie"),
-                  ("both_bad", "👎 Both bad"))}
+                 (("model_a", "A is better"), ("model_b", "B is better"), ("tie", "Tie"),
+                  ("both_bad", "Both bad"))}
     share = gr.Checkbox(False, label="Share this vote (count it in the shared leaderboard, without who cast it)")
     reveal = gr.Markdown(elem_id="arena-reveal")
     with gr.Accordion("Leaderboard", open=True):
@@ -207,7 +207,7 @@ def layout(deps: CompareDeps, owner: gr.State) -> ArenaUI:
             export = gr.Button("Export CSV", scale=1)
         board = gr.Dataframe(pd.DataFrame(columns=BOARD_COLUMNS), interactive=False, elem_id="arena-board")
         note = gr.Markdown()
-        file = gr.File(label="Leaderboard CSV", visible=True, interactive=False)
+        file = gr.File(label="Leaderboard CSV", visible=False, interactive=False)
     return ArenaUI(pool, temperature, max_tokens, prompt, go, chats, votes, share, reveal, gr.State(""), scope,
                    refresh, board, note, export, file, owner)
 

@@ -139,8 +139,8 @@ def resume_ui(run: str, owner: str, request: gr.Request = None, *, deps: Compare
     return progress_html(state), gr.Timer(active=True)
 
 
-def export_ui(run: str, owner: str, request: gr.Request = None, *, deps: CompareDeps) -> str:
-    return service.export(deps.evals, asker_of(request, owner).owner, run)
+def export_ui(run: str, owner: str, request: gr.Request = None, *, deps: CompareDeps) -> gr.File:
+    return gr.File(value=service.export(deps.evals, asker_of(request, owner).owner, run), visible=True)
 
 
 def use_open(datasets_state: dict) -> tuple[str, dict]:
@@ -204,7 +204,7 @@ def layout(deps: CompareDeps, owner: gr.State) -> EvalUI:
     rows = gr.Dataframe(label=f"Per row (first {SHOWN_ROWS})", interactive=False, wrap=True, max_height=420)
     with gr.Row():
         export = gr.Button("Export CSV", size="sm")
-        file = gr.File(label="Results CSV", interactive=False)
+        file = gr.File(label="Results CSV", interactive=False, visible=False)
     return EvalUI(source, use_open_btn, upload, gr.State({}), prompt_column, reference_column, limit, models, mode,
                   template, system, scorers, regex, judge, rubric, temperature, max_tokens, seed, start, stop, resume,
                   gr.State(""), progress, gr.Timer(2.0, active=False), summary, plot, rows, export, file, owner)

@@ -142,7 +142,7 @@ def layout(deps: CompareDeps, owner: gr.State) -> SideUI:
                 parts["boxes"].append(box)
                 parts["models"].append(model_dropdown(deps.choices, deps.default_model, f"Column {i + 1} model",
                                                       elem_id=f"compare-model-{i}"))
-                with gr.Accordion("Settings", open=False):
+                with gr.Accordion("Temperature, length, seed", open=False):
                     parts["temperatures"].append(gr.Slider(0, 2, value=DEFAULT_TEMPERATURES[i], step=0.05,
                                                            label="Temperature"))
                     parts["max_tokens"].append(gr.Slider(1, deps.max_new_tokens, value=min(128, deps.max_new_tokens),
