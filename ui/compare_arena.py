@@ -167,8 +167,9 @@ def vote_ui(battle_id: str, share: bool, owner: str, request: gr.Request = None,
 def board_ui(scope: str, owner: str, request: gr.Request = None, *, deps: CompareDeps) -> tuple:
     data = standings(scope, asker_of(request, owner).owner, deps)
     frame = pd.DataFrame(data["rows"], columns=BOARD_COLUMNS)
-    note = (f"{data['votes']} vote{'s' if data['votes'] != 1 else ''} ({scope}). Bradley-Terry (bt) and online Elo on the Elo scale, with 95% "
-            f"bootstrap intervals." + ("" if data["exact"] else " Some model won or lost every battle: its rating "
+    votes = f"{data['votes']} vote" + ("" if data["votes"] == 1 else "s")
+    note = (f"{votes} ({scope}). Bradley-Terry (bt) and online Elo on the Elo scale, with 95% bootstrap "
+            f"intervals." + ("" if data["exact"] else " Some model won or lost every battle: its rating "
                                        "is held finite by a small penalty and is only a bound."))
     return frame, note
 

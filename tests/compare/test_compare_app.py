@@ -7,10 +7,9 @@ import time
 
 import httpx
 import pytest
+from fakes import FakeTextEngine
 from gradio_client import Client
 from gradio_client.exceptions import AppError
-
-from fakes import FakeTextEngine
 from helpers import fake_services, make_config, start_app
 
 POOL = ["alpha-secret-model", "beta-secret-model"]

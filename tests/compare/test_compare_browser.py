@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from fakes import FakeTextEngine
 from helpers import fake_services, make_config, start_app
 
@@ -14,8 +13,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 POOL = ["alpha-secret-model", "beta-secret-model"]
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium (make browser-deps)")]
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(),
+                                                      reason="needs Chromium at /usr/bin/chromium (make browser-deps)")]
 
 
 @pytest.fixture(scope="module")
