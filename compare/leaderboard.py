@@ -72,12 +72,12 @@ def online_elo(battles: Sequence[Battle], models: Sequence[str]) -> np.ndarray:
 def win_matrix(battles: Sequence[Battle], models: Sequence[str]) -> np.ndarray:
     """W[i, j]: weighted wins of model i over j (a win counts 2, a tie 1 for each side), as FastChat weighs them."""
     index = {m: i for i, m in enumerate(models)}
+    a = np.array([index[b.model_a] for b in battles], dtype=np.int64)
+    o = np.array([index[b.model_b] for b in battles], dtype=np.int64)
+    sa = np.array([_score_a(b.winner) for b in battles])
     w = np.zeros((len(models), len(models)))
-    for b in battles:
-        a, o = index[b.model_a], index[b.model_b]
-        sa = _score_a(b.winner)
-        w[a, o] += 2 * sa
-        w[o, a] += 2 * (1 - sa)
+    np.add.at(w, (a, o), 2 * sa)
+    np.add.at(w, (o, a), 2 * (1 - sa))
     return w
 
 

@@ -125,7 +125,8 @@ def poll_ui(run: str, owner: str, request: gr.Request = None, *, deps: CompareDe
         return "", progress_html(state), gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)
     found = service.results(deps.evals, who, state["run"], max_rows=SHOWN_ROWS)
     summary = pd.DataFrame(found["summary"], columns=SUMMARY_COLUMNS)
-    plot = summary.assign(label=summary["model"].astype(str) + " · " + summary["scorer"].astype(str))
+    short = summary["model"].astype(str).str.split("/").str[-1].str[:24]  # the plot's labels stay readable
+    plot = summary.assign(label=summary["scorer"].astype(str) + " · " + short)
     return (state["run"], progress_html(state), summary, plot, pd.DataFrame(found["rows"]),
             gr.Timer(active=state["status"] == "running"))
 
@@ -170,10 +171,10 @@ def layout(deps: CompareDeps, owner: gr.State) -> EvalUI:
                             info="sample:<name>, a path, hub:<id>, or the Datasets tab's / an uploaded one")
         use_open_btn = gr.Button("Use the Datasets tab's dataset", scale=1)
         upload = gr.File(label="or upload JSONL / CSV prompts", file_types=[".jsonl", ".json", ".csv"],
-                         type="filepath", scale=2, height=90)
+                         type="filepath", scale=2, height=90, elem_id="eval-upload")
     with gr.Row():
-        prompt_column = gr.Textbox("prompt", label="Prompt column")
-        reference_column = gr.Textbox("", label="Reference column (optional)")
+        prompt_column = gr.Textbox("prompt", label="Prompt column", elem_id="eval-prompt-column")
+        reference_column = gr.Textbox("", label="Reference column (optional)", elem_id="eval-reference-column")
         limit = gr.Number(50, precision=0, minimum=1, label="Row limit")
     with gr.Row():
         models = model_dropdown(deps.choices, [deps.default_model], f"Models (up to {deps.evals.max_models})",
@@ -199,7 +200,7 @@ def layout(deps: CompareDeps, owner: gr.State) -> EvalUI:
         resume = gr.Button("Resume")
     progress = gr.HTML(progress_html({}))
     summary = gr.Dataframe(pd.DataFrame(columns=SUMMARY_COLUMNS), label="Per model (mean, 95% interval)",
-                           interactive=False)
+                           interactive=False, elem_id="eval-summary")
     plot = gr.BarPlot(x="label", y="mean", color="model", height=280, label="Mean score", x_label_angle=-30)
     rows = gr.Dataframe(label=f"Per row (first {SHOWN_ROWS})", interactive=False, wrap=True, max_height=420)
     with gr.Row():

@@ -61,7 +61,9 @@ def _request(deps: CompareDeps, column: dict[str, Any], index: int, mode: str, s
 
 
 def _conversations(convos: list[Conversation], prompt: str, states: list[ColumnState]) -> list[Conversation]:
-    return [[*c, {"role": "user", "content": prompt}, {"role": "assistant", "content": s.text}]
+    """Each column's conversation with this exchange; a column that failed before any text keeps its own as it was."""
+    return [c if s.error and not s.text else
+            [*c, {"role": "user", "content": prompt}, {"role": "assistant", "content": s.text}]
             for c, s in zip(convos, states, strict=True)]
 
 

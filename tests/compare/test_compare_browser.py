@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def app_url(tmp_path_factory, models_root):
     demo.close()
 
 
-def test_side_by_side_and_a_vote_in_the_browser(app_url):
+def test_side_by_side_a_vote_and_an_evaluation_in_the_browser(app_url, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs `pip install playwright`")
     expect = sync_api.expect
     with sync_api.sync_playwright() as p:
@@ -64,5 +65,25 @@ def test_side_by_side_and_a_vote_in_the_browser(app_url):
             expect(page.locator("#arena-board")).to_contain_text("secret-model", timeout=10_000)
             if os.getenv("ARENA_SCREENSHOT"):
                 page.screenshot(path=os.environ["ARENA_SCREENSHOT"], full_page=True)
+            evaluate_an_upload(page, expect, tmp_path)
         finally:
             browser.close()
+
+
+def evaluate_an_upload(page, expect, tmp_path: Path) -> None:
+    """Upload a JSONL file of questions and answers, run it, and see the per-model summary."""
+    prompts = tmp_path / "qa.jsonl"
+    prompts.write_text('{"question": "Capital of France?", "answer": "Paris"}\n'
+                       '{"question": "Capital of Italy?", "answer": "Rome"}\n')
+    page.get_by_role("tab", name="Evaluation").click()
+    page.locator("#eval-upload input[type=file]").set_input_files(str(prompts))
+    expect(page.locator("#eval-source textarea, #eval-source input").first).to_have_value(
+        re.compile("^upload:"), timeout=15_000)
+    page.locator("#eval-prompt-column textarea, #eval-prompt-column input").first.fill("question")
+    page.locator("#eval-reference-column textarea, #eval-reference-column input").first.fill("answer")
+    page.locator("#eval-start").click()
+    expect(page.locator("#eval-progress")).to_contain_text("done", timeout=20_000)
+    expect(page.locator("#eval-progress")).to_contain_text("2 / 2 results")
+    expect(page.locator("#eval-summary")).to_contain_text("rouge_l", timeout=10_000)
+    if os.getenv("EVAL_SCREENSHOT"):
+        page.screenshot(path=os.environ["EVAL_SCREENSHOT"], full_page=True)

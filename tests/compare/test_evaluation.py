@@ -103,3 +103,13 @@ def test_settings_that_cannot_work_are_refused_before_anything_starts(tmp_path):
     with pytest.raises(UserError, match="no reference column"):
         runner.start(OWNER, spec("a"), [("q", None)])
     assert runner.store.runs(OWNER) == [], "a refused run leaves nothing behind"
+
+
+def test_a_judge_model_grades_each_output_with_the_rubric(tmp_path):
+    engine = FakeTextEngine(reply="Score: 8")
+    runner = EvalRunner(EvalStore(tmp_path), engine, None, workers=2)
+    run = runner.start(OWNER, spec("m1", judge="judge-model", rubric="Grade {output} for {prompt}"), ITEMS[:3])
+    assert runner.wait(run, timeout=20)
+    assert [r.scores for r in runner.store.results(run)] == [{"contains": 0.0, "judge": 0.8}] * 3
+    judged = [c for c in engine.calls if c["messages"][0]["content"].startswith("Grade ")]
+    assert len(judged) == 3 and judged[0]["messages"][0]["content"] == "Grade Score: 8 for question 0"
