@@ -15,7 +15,6 @@ from compare.prompts import PromptSourceError, read_items
 from compare.results import row_table, summary, to_csv
 from databrowser.errors import DatasetError
 from databrowser.sources import SourceRef
-from errors import UserError
 
 
 @dataclass(frozen=True)
@@ -78,8 +77,11 @@ def status(runner: EvalRunner, owner: str, run_id: str = "") -> dict[str, Any]:
 
 
 def results(runner: EvalRunner, owner: str, run_id: str = "", max_rows: int = 10_000) -> dict[str, Any]:
-    """Per-model means with 95% intervals, and per-row results (the first `max_rows`)."""
-    run = runner.store.get(status(runner, owner, run_id)["run"] or run_id, owner)
+    """Per-model means with 95% intervals, and per-row results (the first `max_rows`); empty before any run."""
+    run_id = status(runner, owner, run_id)["run"]
+    if not run_id:
+        return {"run": "", "status": "none", "summary": [], "rows": []}
+    run = runner.store.get(run_id, owner)
     found = runner.store.results(run.id)
     headers, rows = row_table(found[:max_rows])
     return {"run": run.id, "status": run.status, "summary": summary(found, run.spec["models"]),
@@ -95,10 +97,11 @@ def export(runner: EvalRunner, owner: str, run_id: str) -> str:
 
 
 def stop(runner: EvalRunner, owner: str, run_id: str = "") -> dict[str, Any]:
-    run_id = status(runner, owner, run_id)["run"]
-    if not run_id:
-        raise UserError("you have no evaluation run to stop")
-    runner.store.get(run_id, owner)
+    """Stop the owner's run (their latest when `run_id` is ''); stopping when nothing runs is not an error."""
+    state = status(runner, owner, run_id)
+    if state["status"] != "running":
+        return state
+    run_id = state["run"]
     runner.stop(run_id)
     runner.wait(run_id, timeout=10)
     return status(runner, owner, run_id)
