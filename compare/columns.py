@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from compare.evaluation import TextGenerator, failure_text
+from compare.protocols import TextGenerator, failure_text
 from engines.params import GenerationParams
 
 MAX_COLUMNS = 4

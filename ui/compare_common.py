@@ -8,7 +8,8 @@ from typing import Any, Protocol
 import gradio as gr
 
 from compare.arena import Arena
-from compare.evaluation import EvalRunner, Recorder, TextGenerator
+from compare.evaluation import EvalRunner
+from compare.protocols import Recorder, TextGenerator
 from engines.params import parse_params
 from errors import UserError
 from serving.sessions import StopRegistry
