@@ -11,9 +11,10 @@ import gradio as gr
 from config import REPO_DIR, AppConfig
 from services import Services, build_services
 from serving.openai_api import ApiDeps, build_router
-from ui import chat_tab, datasets_tab, history_tab, image_tab, index_tab, models_tab, text_tab
+from ui import chat_tab, compare_tab, datasets_tab, history_tab, image_tab, index_tab, models_tab, text_tab
 from ui.chat_tab import ChatDeps
 from ui.common import text_slots
+from ui.compare_common import CompareDeps
 from ui.datasets_tab import DatasetsDeps
 from ui.history_tab import HistoryDeps
 from ui.image_tab import ImageDeps
@@ -45,8 +46,11 @@ def build_app(services: Services) -> gr.Blocks:
                                           history=services.history, owner=owner))
             with gr.Tab("Datasets", id="datasets"):
                 send_to = {"Chat": chat.message, "Text generation": text.prompt}
-                datasets_tab.build(DatasetsDeps(services.datasets, send_to, offline=config.offline,
-                                                max_upload_mb=config.max_upload_mb))
+                datasets = datasets_tab.build(DatasetsDeps(services.datasets, send_to, offline=config.offline,
+                                                           max_upload_mb=config.max_upload_mb))
+            if services.compare is not None:
+                with gr.Tab("Compare", id="compare"):
+                    compare_tab.build(_compare_deps(services), owner, datasets.state)
             with gr.Tab("History", id="history") as history_page:
                 history = history_tab.build(HistoryDeps(services.history, browser_id))
             with gr.Tab("Index", id="index"):
@@ -87,6 +91,14 @@ def _models_deps(services: Services) -> ModelsDeps:
                       placement_note=lambda: services.placement().note, catalog=services.catalog)
 
 
+def _compare_deps(services: Services) -> CompareDeps:
+    c = services.compare
+    return CompareDeps(engine=services.text, registry=services.registry, arena=c.arena, votes=c.votes,
+                       evals=c.runner, datasets=services.datasets, history=services.history,
+                       max_new_tokens=services.config.max_new_tokens, choices=services.catalog.choices("chat"),
+                       default_model=services.catalog.default("chat"), slots=text_slots(services.config))
+
+
 def preload(services: Services) -> None:
     """Load the default chat model in the background so the first message does not wait for it."""
     ref = services.catalog.default("chat")
@@ -116,6 +128,8 @@ def launch(services: Services, demo: gr.Blocks, block: bool = True) -> gr.Blocks
         prevent_thread_lock=True, quiet=False,
     )
     mount_api(demo, services)
+    if services.compare is not None:  # evaluation runs a restart (or a crash) interrupted go on
+        services.compare.runner.resume_interrupted()
     if config.preload:
         threading.Thread(target=preload, args=(services,), name="preload", daemon=True).start()
     if block:

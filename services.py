@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+from compare.arena import Arena
+from compare.evaluation import EvalRunner
 from config import AppConfig
 from databrowser.browser import DatasetBrowser
 from engines.cache import ModelCache
@@ -21,7 +23,25 @@ from serving.limits import RateLimiter
 from serving.sessions import StopRegistry
 from store import CollectionIndex, HistoryStore
 from store.embeddings import Embedder
+from store.eval_runs import EvalStore
 from store.history import default_embedder
+from store.votes import VoteStore
+
+
+@dataclass
+class CompareServices:
+    """The Compare tab's long-lived parts: open arena battles, votes, and the evaluation runner."""
+
+    arena: Arena
+    votes: VoteStore
+    runner: EvalRunner
+
+
+def build_compare(config: AppConfig, text: TextEngine, history: HistoryStore | None) -> CompareServices:
+    """Votes and runs under `<data_dir>/compare/`; about twice a batch of rows in flight keeps a model's batch full."""
+    slots = config.max_batch or 8  # what the UI runs at once (ui.common.text_slots), without importing the UI
+    runner = EvalRunner(EvalStore.from_config(config), text, history, workers=2 * slots)
+    return CompareServices(arena=Arena(), votes=VoteStore.from_config(config), runner=runner)
 
 
 @dataclass
@@ -39,6 +59,7 @@ class Services:
     index: CollectionIndex
     embedder: Embedder | None = None
     limiter: RateLimiter | None = None
+    compare: CompareServices | None = None  # the Compare tab is shown when set
 
 
 def build_services(config: AppConfig) -> Services:
@@ -63,7 +84,8 @@ def build_services(config: AppConfig) -> Services:
     image = ImageEngine(cache, resolver, placement, default_ref=catalog.default("text-to-image"))
     return Services(config=config, catalog=catalog, cache=cache, placement=placement, resolver=resolver, text=text,
                     image=image, registry=registry, datasets=DatasetBrowser.from_config(config), history=history,
-                    index=index, embedder=embedder, limiter=limiter)
+                    index=index, embedder=embedder, limiter=limiter,
+                    compare=build_compare(config, text, history))
 
 
 def foreground_busy(registry: StopRegistry, quiet_s: float = 3.0, warmup_s: float = 10.0) -> Callable[[], bool]:

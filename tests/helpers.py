@@ -89,20 +89,21 @@ def fake_services(config: AppConfig, engine, embedder=None, image=None):
     from engines.cache import ModelCache
     from engines.catalog import load_catalog
     from engines.device import Placement
-    from services import Services
+    from services import Services, build_compare
     from serving.limits import RateLimiter
     from serving.sessions import StopRegistry
     from store import CollectionIndex, HistoryStore
 
     embedder = embedder or HashEmbedder()
     limiter = RateLimiter(config.rate_limit_per_min)
+    history = HistoryStore.from_config(config, embedder=embedder)
     return Services(config=config, catalog=load_catalog(config.catalog_path), cache=ModelCache(),
                     placement=lambda: Placement("cpu", "float32", "cpu"), resolver=None, text=engine,
                     image=image or _image_engine(config),
                     registry=StopRegistry(limiter, config.request_timeout_s),
-                    datasets=DatasetBrowser.from_config(config),
-                    history=HistoryStore.from_config(config, embedder=embedder),
-                    index=CollectionIndex.from_config(config, embedder=embedder), embedder=embedder, limiter=limiter)
+                    datasets=DatasetBrowser.from_config(config), history=history,
+                    index=CollectionIndex.from_config(config, embedder=embedder), embedder=embedder, limiter=limiter,
+                    compare=build_compare(config, engine, history))
 
 
 def start_app(services):

@@ -15,10 +15,13 @@ from helpers import fake_services, make_config, start_app
 REQUIRED_VALUES = {
     "message": "hello", "prompt": "a small red circle", "query": "hello", "source": "sample:shakespeare",
     "name": "notes", "column": "text", "entry_id": 1, "document_id": 1, "key": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "pool": ["m1", "m2"], "models": ["m1"], "battle": "no-such-battle", "winner": "A",
 }
 # calls whose refusal is the expected answer with these values (the message must still be the app's own)
 REFUSALS_OK = {"/unload_model", "/history_open", "/history_rerun", "/history_delete", "/index_delete_document",
                "/restore_image_settings", "/index_add_dataset_column",
+               "/vote",  # no battle of this client's is open
+               "/eval_start",  # it needs a dataset or inline data besides the models, and says so
                "/datasets_export"}  # its dataset source is a text box that defaults to "" (then it says what to give)
 FIRST = ["/index_create", "/chat", "/generate"]  # make something for the later calls to find
 LAST = ["/index_delete", "/clear"]
