@@ -63,6 +63,8 @@ def _number(name: str, value: Any) -> float | int:
         raise InvalidInput(f"{name} must be a number between {low} and {high}, got {value!r}")
     try:
         number = float(value)
+    except OverflowError:  # an integer past float range (about 1e308)
+        raise InvalidInput(f"{name} must be between {low} and {high}, got a number too large to use") from None
     except (TypeError, ValueError):
         raise InvalidInput(f"{name} must be a number between {low} and {high}, got {value!r}") from None
     if not math.isfinite(number) or not low <= number <= high:

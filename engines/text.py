@@ -16,7 +16,7 @@ from engines.params import GenerationParams
 from engines.remote import RemoteTextEngine
 from engines.resolve import ModelNotFound, ModelResolver, Resolved
 from engines.zerogpu import gpu
-from errors import InvalidInput, UserError
+from errors import InvalidInput, UserError, require_text
 
 logger = logging.getLogger(__name__)
 TASK = "text-generation"
@@ -141,6 +141,8 @@ class TextEngine:
         The oldest turns are dropped when the conversation does not fit; the final update's stats say how many.
         `owner` (a person, an API key) scopes the reuse of earlier prompts' keys and values to their own.
         """
+        for i, m in enumerate(messages):
+            require_text(m["content"], f"message {i + 1}")
         if ref in self.remote:  # the remote server applies its own template and context limit
             yield from self.remote.chat(ref, messages, params, stop, with_probs, stop_strings)
             return
@@ -155,6 +157,7 @@ class TextEngine:
                  stop: threading.Event | None = None, with_probs: bool = False,
                  owner: str = "") -> Iterator[StreamUpdate]:
         """Stream a raw continuation of `prompt`; a prompt longer than the budget keeps its last tokens."""
+        require_text(prompt, "the prompt")
         if ref in self.remote:
             yield from self.remote.complete(ref, prompt, params, stop_strings, stop, with_probs)
             return
@@ -171,7 +174,7 @@ class TextEngine:
 
     def count_tokens(self, ref: str, text: str) -> int:
         tm = self.load(ref)
-        return len(tm.tokenizer(text, add_special_tokens=False).input_ids)
+        return len(tm.tokenizer(require_text(text, "the text"), add_special_tokens=False).input_ids)
 
     def _budget(self, tm: TextModel, max_new_tokens: int) -> int:
         budget = min(self.max_input_tokens, tm.context_length - max_new_tokens)

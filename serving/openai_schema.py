@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
 from engines.params import GenerationParams, parse_params
 from errors import InvalidInput
@@ -50,8 +50,18 @@ class SamplingFields(_Body):
     repetition_penalty: float | None = None
 
 
+# What a message should look like, for the OpenAPI document; the server reads any list of objects and refuses a bad
+# message itself (chat_messages), naming its index and field.
+MESSAGES_SCHEMA = {"type": "array", "minItems": 1, "items": {
+    "type": "object", "required": ["role", "content"], "properties": {
+        "role": {"enum": ["system", "developer", "user", "assistant"]},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {
+            "type": "object", "required": ["type", "text"],
+            "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}}]}}}}
+
+
 class ChatBody(SamplingFields):
-    messages: list[dict[str, Any]]
+    messages: Annotated[list[dict[str, Any]], WithJsonSchema(MESSAGES_SCHEMA)]
     max_completion_tokens: int | None = None
     logprobs: bool = False
     stream_options: dict[str, Any] | None = None
@@ -109,15 +119,17 @@ def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
         raise ApiError(400, "messages is empty: send at least one user message", param="messages")
     out = []
     for i, m in enumerate(messages):
-        role = {"developer": "system"}.get(m.get("role"), m.get("role"))
-        if role not in ("system", "user", "assistant"):
+        role = m.get("role")
+        role = "system" if role == "developer" else role
+        if not isinstance(role, str) or role not in ("system", "user", "assistant"):
             raise ApiError(400, f"messages[{i}].role must be system, developer, user or assistant; got "
                                 f"{m.get('role')!r} (tools are not supported)", param=f"messages[{i}].role")
         content = m.get("content")
         if isinstance(content, list):
-            if any(not isinstance(p, dict) or p.get("type") != "text" for p in content):
-                raise ApiError(400, f"messages[{i}].content may only hold text parts on this server",
-                               param=f"messages[{i}].content")
+            if any(not isinstance(p, dict) or p.get("type") != "text" or not isinstance(p.get("text", ""), str)
+                   for p in content):
+                raise ApiError(400, f"messages[{i}].content may only hold text parts "
+                                    '({"type": "text", "text": "..."}) on this server', param=f"messages[{i}].content")
             content = "".join(p.get("text", "") for p in content)
         if not isinstance(content, str):
             raise ApiError(400, f"messages[{i}].content must be a string or text parts, got {type(content).__name__}",
