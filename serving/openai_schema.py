@@ -10,8 +10,9 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from engines.image_params import IMAGE_LIMITS
 from engines.params import GenerationParams, parse_params
 from errors import InvalidInput
 
@@ -74,24 +75,35 @@ class CompletionBody(SamplingFields):
     stream_options: dict[str, Any] | None = None
 
 
+TEXTS_SCHEMA = {"anyOf": [{"type": "string", "pattern": r"\S"}, {"type": "array", "minItems": 1, "maxItems": 512,
+                                                                "items": {"type": "string", "pattern": r"\S"}}]}
+
+
+def documented_range(name: str) -> Any:
+    """A field whose OpenAPI schema states the server's range for `name`; the server checks it itself
+    (parse_image_params), so a value out of range gets the app's message rather than pydantic's."""
+    low, high, _ = IMAGE_LIMITS[name]
+    return Field(default=None, json_schema_extra={"minimum": low, "maximum": high})
+
+
 class EmbeddingBody(_Body):
-    input: str | list[str]
+    input: Annotated[str | list[str], WithJsonSchema(TEXTS_SCHEMA)]
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
 
 
 class ImageBody(_Body):
-    prompt: str
+    prompt: str = Field(json_schema_extra={"pattern": r"\S"})
     model: str | None = None
-    n: int = 1
-    size: str | None = None
+    n: int = Field(default=1, json_schema_extra={"minimum": 1, "maximum": IMAGE_LIMITS["num_images"][1]})
+    size: str | None = Field(default=None, json_schema_extra={"pattern": "^[0-9]+x[0-9]+$"})
     response_format: Literal["b64_json", "url"] = "b64_json"
     # extras (the Text to image tab's settings)
     negative_prompt: str = ""
-    steps: int | None = None
-    guidance_scale: float | None = None
-    seed: int | None = None
+    steps: int | None = documented_range("steps")
+    guidance_scale: float | None = documented_range("guidance_scale")
+    seed: int | None = documented_range("seed")
 
 
 def generation_params(body: SamplingFields, max_new_tokens_limit: int, max_tokens: int | None) -> GenerationParams:
