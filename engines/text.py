@@ -72,11 +72,16 @@ class TextEngine:
         return self.cache.get(ref, lambda: self._load(ref, progress))
 
     def _load(self, ref: str, progress: Progress | None) -> Loaded:
+        from safetensors import SafetensorError
+
         resolved = self.resolver.resolve(ref, progress)
         try:
             return self._load_resolved(resolved)
         except ModelLoadError:
             raise
+        except SafetensorError as exc:  # a truncated download or a file that is not safetensors at all
+            raise ModelLoadError(f"cannot load {ref} from {resolved.source}: a weights file is damaged or incomplete "
+                                 f"({exc}); download the model again") from exc
         except OSError as exc:
             fallback = self.resolver.fallback(ref, progress) if resolved.source == "hub" else None
             if fallback is None:
