@@ -12,9 +12,11 @@ sent. Prints one JSON object: requests, statuses, server errors and check failur
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -41,7 +43,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="fuzz-api-"))
     (work / "models").mkdir()
     services = fuzz_services(work / "app", work / "models", real_models=args.real_models)
-    demo, url = start_app(services)
+    with contextlib.redirect_stdout(sys.stderr):  # gradio prints its URL; stdout carries only the JSON
+        demo, url = start_app(services)
     totals = {"requests": 0, "test_cases": 0, "server_errors": 0, "check_failures": 0, "runs": []}
     statuses: Counter = Counter()
     start = time.perf_counter()
@@ -59,7 +62,8 @@ def main() -> int:
                 totals["schemathesis_output"] = report.output_tail
                 break
     finally:
-        demo.close()
+        with contextlib.redirect_stdout(sys.stderr):
+            demo.close()
     totals.update(statuses={str(k): v for k, v in sorted(statuses.items())}, wall_s=round(time.perf_counter() - start),
                   examples_per_operation=args.examples, real_models=args.real_models,
                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
