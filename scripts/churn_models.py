@@ -116,17 +116,25 @@ def main() -> int:
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-dir", type=Path, default=None, help="where the converted chat model is kept")
+    parser.add_argument("--models", choices=["both", "chat", "image"], default="both")
+    parser.add_argument("--no-trace", action="store_true",
+                        help="run the image denoiser eagerly (engines/image_trace.py off), to compare")
     args = parser.parse_args()
     import torch
 
     from config import default_data_dir
+    from engines import image_trace
 
+    if args.no_trace:
+        image_trace.install = lambda pipe, device: None
     torch.set_num_threads(args.threads)
     data_dir = args.data_dir or default_data_dir()
     cache, steps = app_steps(data_dir, args.threads)
+    steps = [s for s in steps if args.models == "both" or s.name.startswith(args.models)]
     start = time.perf_counter()
     result = summary(churn(cache, steps, args.cycles))
-    result.update(threads=args.threads, wall_s=round(time.perf_counter() - start),
+    result.update(threads=args.threads, models=args.models, traced=not args.no_trace,
+                  wall_s=round(time.perf_counter() - start),
                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     print(json.dumps(result, indent=1))
     return 0 if result["within_10_percent"] and result["every_model_freed"] else 1
