@@ -151,3 +151,22 @@ def test_gr_error_is_what_the_handlers_raise(tmp_path):
     """The refusal helper above really catches gr.Error (what handlers called directly raise)."""
     message = refusal(lambda: (_ for _ in ()).throw(gr.Error("a clear message")))
     assert "a clear message" in message
+
+
+def test_a_lone_surrogate_in_a_prompt_is_refused_by_the_real_tokenizer_path(app, tiny_llama):
+    """JSON can carry "\\ud800"; the tokenizer cannot take it (a TypeError deep inside): a 400 naming the message."""
+    import requests
+
+    services, client = app
+    url = client.src.rstrip("/") + "/v1/"
+    # requests writes JSON with ASCII escapes, so the lone surrogate arrives as the six characters \ud800
+    messages = [{"role": "user", "content": "hi \ud800"}]
+    chat = requests.post(url + "chat/completions", json={"model": str(tiny_llama), "messages": messages,
+                                                         "max_tokens": 4}, timeout=60)
+    assert chat.status_code == 400 and "surrogate" in chat.json()["error"]["message"], chat.text
+    complete = requests.post(url + "completions", json={"model": str(tiny_llama), "prompt": "once \ud800",
+                                                        "max_tokens": 4}, timeout=60)
+    assert complete.status_code == 400 and "prompt" in complete.json()["error"]["message"], complete.text
+    fine = requests.post(url + "completions", json={"model": str(tiny_llama), "prompt": "once", "max_tokens": 4},
+                         timeout=60)
+    assert fine.status_code == 200 and fine.json()["choices"][0]["text"]
