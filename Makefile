@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-.PHONY: setup prepare run lint test browser-deps bench bench-datasets bench-index clean
+.PHONY: setup prepare run lint test browser-deps bench bench-datasets bench-index fuzz churn clean
 
 setup: $(VENV)/.installed
 
@@ -42,6 +42,14 @@ bench-datasets: setup
 
 bench-index: prepare
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench_index.py --ingest-chunks 300 --sizes 10000,100000,1000000 --queries 100
+
+# hardening (docs/benchmarks.md, "Hardening"): schemathesis against /v1, and model load/unload churn
+HARDENING_PATH := PYTHONPATH=.:tests:tests/index:tests/hardening HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
+fuzz: setup      ## >= 1,000 generated /v1 requests: no 5xx, every response as the OpenAPI document says
+	$(HARDENING_PATH) $(BIN)/python scripts/fuzz_api.py --examples 100 --min-requests 1000 $(ARGS)
+
+churn: prepare   ## 20 load/unload cycles of the chat and image models; resident memory after the last vs the first
+	HF_HUB_OFFLINE=1 PYTHONPATH=. $(BIN)/python scripts/churn_models.py --cycles 20
 
 clean:
 	rm -rf $(VENV)

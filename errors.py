@@ -56,3 +56,18 @@ def internal_message(error_id: str) -> str:
 
 class InvalidInput(UserError, ValueError):
     """A value the person sent is out of range, malformed or of the wrong kind (also a ValueError)."""
+
+
+def require_text(text: str, what: str) -> str:
+    """`text` itself when it is valid Unicode, else InvalidInput naming `what`.
+
+    A JSON request (or a browser) can send an unpaired surrogate such as \\ud800; tokenizers and UTF-8 encoders
+    fail on it deep inside, so it is refused where the text comes in.
+    """
+    try:
+        if isinstance(text, str):
+            text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} holds an unpaired surrogate ({text[exc.start]!r} at character {exc.start}), "
+                           "which is not valid Unicode text: remove it") from None
+    return text

@@ -68,7 +68,9 @@ def check_fragment(text: str, clause: str) -> str:
             raise RefusedError(f"{clause}: {word.upper()} is not allowed; only an expression over the open dataset "
                                f"is (e.g. `label = 3 AND length(text) > 40`; quote a column named {word!r} "
                                f"as \"{word}\").")
-    for name in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", bare):
+    # a function may be called by a quoted name too: "read_text"('...')
+    quoted_calls = re.findall(r'"((?:[^"]|"")*)"\s*\(', _STRINGS.sub(" __str__ ", text))
+    for name in [*re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", bare), *quoted_calls]:
         if FORBIDDEN_FUNCTION.match(name.lower()):
             raise RefusedError(f"{clause}: the function {name}() is not allowed: a filter may only read the open "
                                f"dataset, not files, settings or other databases.")

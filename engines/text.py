@@ -16,7 +16,7 @@ from engines.params import GenerationParams
 from engines.remote import RemoteTextEngine
 from engines.resolve import ModelNotFound, ModelResolver, Resolved
 from engines.zerogpu import gpu
-from errors import InvalidInput, UserError
+from errors import InvalidInput, UserError, require_text
 
 logger = logging.getLogger(__name__)
 TASK = "text-generation"
@@ -72,11 +72,16 @@ class TextEngine:
         return self.cache.get(ref, lambda: self._load(ref, progress))
 
     def _load(self, ref: str, progress: Progress | None) -> Loaded:
+        from safetensors import SafetensorError
+
         resolved = self.resolver.resolve(ref, progress)
         try:
             return self._load_resolved(resolved)
         except ModelLoadError:
             raise
+        except SafetensorError as exc:  # a truncated download or a file that is not safetensors at all
+            raise ModelLoadError(f"cannot load {ref} from {resolved.source}: a weights file is damaged or incomplete "
+                                 f"({exc}); download the model again") from exc
         except OSError as exc:
             fallback = self.resolver.fallback(ref, progress) if resolved.source == "hub" else None
             if fallback is None:
@@ -141,6 +146,8 @@ class TextEngine:
         The oldest turns are dropped when the conversation does not fit; the final update's stats say how many.
         `owner` (a person, an API key) scopes the reuse of earlier prompts' keys and values to their own.
         """
+        for i, m in enumerate(messages):
+            require_text(m["content"], f"message {i + 1}")
         if ref in self.remote:  # the remote server applies its own template and context limit
             yield from self.remote.chat(ref, messages, params, stop, with_probs, stop_strings)
             return
@@ -155,6 +162,7 @@ class TextEngine:
                  stop: threading.Event | None = None, with_probs: bool = False,
                  owner: str = "") -> Iterator[StreamUpdate]:
         """Stream a raw continuation of `prompt`; a prompt longer than the budget keeps its last tokens."""
+        require_text(prompt, "the prompt")
         if ref in self.remote:
             yield from self.remote.complete(ref, prompt, params, stop_strings, stop, with_probs)
             return
@@ -171,7 +179,7 @@ class TextEngine:
 
     def count_tokens(self, ref: str, text: str) -> int:
         tm = self.load(ref)
-        return len(tm.tokenizer(text, add_special_tokens=False).input_ids)
+        return len(tm.tokenizer(require_text(text, "the text"), add_special_tokens=False).input_ids)
 
     def _budget(self, tm: TextModel, max_new_tokens: int) -> int:
         budget = min(self.max_input_tokens, tm.context_length - max_new_tokens)

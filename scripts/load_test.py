@@ -6,7 +6,9 @@ applies per user. Prints one JSON object: requests by outcome (ok, stopped, refu
 peak memory, and whether every stream ended. A request counts as failed when it errors without being a limit's
 refusal, or when its stream never ends.
 
-    python scripts/load_test.py [--users 32] [--seconds 60] [--threads 2]
+    python scripts/load_test.py [--users 32] [--seconds 60] [--threads 2] [--max-rss-growth-mb 1536]
+
+Exit status 1 when a request failed without a limit's refusal, or the server's peak memory grew past the bound.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ QUESTIONS = ["What is the capital of France?", "Name three fruits.", "Why do cat
 class Tally:
     def __init__(self) -> None:
         self.counts: Counter = Counter()
-        self.errors: Counter = Counter()
+        self.errors: Counter = Counter()  # unrefused failures, by message
+        self.reasons: Counter = Counter()  # refusals by a limit, by the limit's words
         self.lock = threading.Lock()
         self.inflight: dict[int, tuple[str, float]] = {}  # user -> (what it waits for, since when)
 
@@ -43,8 +46,15 @@ class Tally:
         with self.lock:
             self.counts[f"{kind}:{outcome}"] += 1
             self.counts[outcome] += 1
-            if error:
+            if error and outcome == "refused":
+                self.reasons[refusal_reason(error)] += 1
+            elif error:
                 self.errors[error[:160]] += 1
+
+
+def refusal_reason(error: str) -> str:
+    """The limit that refused a request, in the words of its message."""
+    return next((w for w in LIMIT_WORDS if w in error.lower()), "limit")
 
 
 def outcome_of(exc: BaseException) -> str:
@@ -134,12 +144,14 @@ def watch_memory(pid: int, stop: threading.Event, peak: list[int]) -> None:
         stop.wait(0.5)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rate-limit", type=int, default=60)
+    parser.add_argument("--max-rss-growth-mb", type=float, default=1536,
+                        help="memory bound: the server's peak RSS may exceed its RSS before the load by this much")
     args = parser.parse_args()
     keys = [f"sk-load-{i}" for i in range(args.users)]
     port = free_port()
@@ -175,24 +187,38 @@ def main() -> None:
         now = time.monotonic()
         stuck = {f"user {u}": f"{kind} for {now - since:.0f} s" for u, (kind, since) in tally.inflight.items()}
         wall = time.monotonic() - start
+        time.sleep(5)  # let the server settle, then read what it keeps
+        end_rss = __import__("psutil").Process(server.pid).memory_info().rss
     finally:
         stop_watch.set()
         server.terminate()
         server.wait(30)
-    counts = tally.counts
-    result = {
+    result = summarize(args, tally, hung, stuck, activity, wall, (baseline, peak[0], end_rss))
+    print(json.dumps(result, indent=1))
+    return 0 if result["targets_met"] else 1
+
+
+def summarize(args, tally: Tally, hung: int, stuck: dict, activity: dict, wall: float,
+              rss: tuple[int, int, int]) -> dict:
+    """The run as one JSON object; the targets: no unrefused failure, and the server's peak memory bounded."""
+    counts, (baseline, peak, end) = tally.counts, rss
+    failed = counts["failed"] + hung
+    bounded = peak - baseline <= args.max_rss_growth_mb * 2**20
+    return {
         "users": args.users, "seconds": args.seconds, "wall_s": round(wall, 1), "threads": args.threads,
         "rate_limit_per_min": args.rate_limit, "model": MODEL,
         "requests": sum(counts[o] for o in ("ok", "stopped", "refused", "failed")),
         "ok": counts["ok"], "stopped": counts["stopped"], "refused_by_limit": counts["refused"],
-        "failed": counts["failed"] + hung, "users_still_waiting_at_end": hung, "waiting_for": stuck,
-        "server_batches_at_end": activity,
+        "refused_reasons": dict(tally.reasons), "unrefused_failures": failed, "failed": failed,
+        "users_still_waiting_at_end": hung, "waiting_for": stuck, "server_batches_at_end": activity,
         "by_kind": {k: v for k, v in sorted(counts.items()) if ":" in k},
         "errors": dict(tally.errors.most_common(8)),
-        "server_rss_mb_baseline": round(baseline / 2**20), "server_rss_mb_peak": round(peak[0] / 2**20),
+        "server_rss_mb_baseline": round(baseline / 2**20), "server_rss_mb_peak": round(peak / 2**20),
+        "server_rss_mb_end": round(end / 2**20), "max_rss_growth_mb": args.max_rss_growth_mb,
+        "memory_bounded": bounded, "targets_met": failed == 0 and bounded,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

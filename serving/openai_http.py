@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from engines.batching import QueueFull
 from engines.catalog import Catalog
@@ -91,6 +94,34 @@ def as_api_error(exc: BaseException) -> ApiError:
 def error_response(exc: BaseException) -> JSONResponse:
     err = as_api_error(exc)
     return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+
+def body_error(errors: list[dict[str, Any]]) -> ApiError:
+    """A body FastAPI could not read into the request model, as one 400 naming the fields at fault."""
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return ApiError(400, "the request body is not valid JSON: send one JSON object", param="body")
+    where = [".".join(str(p) for p in e.get("loc", ())[1:]) or "body" for e in errors]
+    detail = "; ".join(f"{w}: {e.get('msg', 'invalid')}" for w, e in zip(where[:3], errors[:3], strict=True))
+    return ApiError(400, f"the request body does not fit this endpoint ({detail})", param=where[0] if where else None)
+
+
+class OpenAIRoute(APIRoute):
+    """A /v1 route that refuses a body it cannot read (not JSON, not UTF-8, wrong types) with a 400 in OpenAI's
+    error shape, as OpenAI does, instead of FastAPI's 422 `{"detail": ...}` that OpenAI clients cannot read."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                return error_response(body_error(list(exc.errors())))
+            except HTTPException as exc:  # FastAPI's "There was an error parsing the body"
+                return error_response(ApiError(exc.status_code, f"the request body could not be read: {exc.detail}",
+                                               param="body"))
+
+        return route
 
 
 class TextRun:

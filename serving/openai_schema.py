@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from engines.image_params import IMAGE_LIMITS
 from engines.params import GenerationParams, parse_params
 from errors import InvalidInput
 
@@ -50,8 +51,18 @@ class SamplingFields(_Body):
     repetition_penalty: float | None = None
 
 
+# What a message should look like, for the OpenAPI document; the server reads any list of objects and refuses a bad
+# message itself (chat_messages), naming its index and field.
+MESSAGES_SCHEMA = {"type": "array", "minItems": 1, "items": {
+    "type": "object", "required": ["role", "content"], "properties": {
+        "role": {"enum": ["system", "developer", "user", "assistant"]},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {
+            "type": "object", "required": ["type", "text"],
+            "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}}]}}}}
+
+
 class ChatBody(SamplingFields):
-    messages: list[dict[str, Any]]
+    messages: Annotated[list[dict[str, Any]], WithJsonSchema(MESSAGES_SCHEMA)]
     max_completion_tokens: int | None = None
     logprobs: bool = False
     stream_options: dict[str, Any] | None = None
@@ -64,24 +75,35 @@ class CompletionBody(SamplingFields):
     stream_options: dict[str, Any] | None = None
 
 
+TEXTS_SCHEMA = {"anyOf": [{"type": "string", "pattern": r"\S"}, {"type": "array", "minItems": 1, "maxItems": 512,
+                                                                "items": {"type": "string", "pattern": r"\S"}}]}
+
+
+def documented_range(name: str) -> Any:
+    """A field whose OpenAPI schema states the server's range for `name`; the server checks it itself
+    (parse_image_params), so a value out of range gets the app's message rather than pydantic's."""
+    low, high, _ = IMAGE_LIMITS[name]
+    return Field(default=None, json_schema_extra={"minimum": low, "maximum": high})
+
+
 class EmbeddingBody(_Body):
-    input: str | list[str]
+    input: Annotated[str | list[str], WithJsonSchema(TEXTS_SCHEMA)]
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
 
 
 class ImageBody(_Body):
-    prompt: str
+    prompt: str = Field(json_schema_extra={"pattern": r"\S"})
     model: str | None = None
-    n: int = 1
-    size: str | None = None
+    n: int = Field(default=1, json_schema_extra={"minimum": 1, "maximum": IMAGE_LIMITS["num_images"][1]})
+    size: str | None = Field(default=None, json_schema_extra={"pattern": "^[0-9]+x[0-9]+$"})
     response_format: Literal["b64_json", "url"] = "b64_json"
     # extras (the Text to image tab's settings)
     negative_prompt: str = ""
-    steps: int | None = None
-    guidance_scale: float | None = None
-    seed: int | None = None
+    steps: int | None = documented_range("steps")
+    guidance_scale: float | None = documented_range("guidance_scale")
+    seed: int | None = documented_range("seed")
 
 
 def generation_params(body: SamplingFields, max_new_tokens_limit: int, max_tokens: int | None) -> GenerationParams:
@@ -109,15 +131,17 @@ def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
         raise ApiError(400, "messages is empty: send at least one user message", param="messages")
     out = []
     for i, m in enumerate(messages):
-        role = {"developer": "system"}.get(m.get("role"), m.get("role"))
-        if role not in ("system", "user", "assistant"):
+        role = m.get("role")
+        role = "system" if role == "developer" else role
+        if not isinstance(role, str) or role not in ("system", "user", "assistant"):
             raise ApiError(400, f"messages[{i}].role must be system, developer, user or assistant; got "
                                 f"{m.get('role')!r} (tools are not supported)", param=f"messages[{i}].role")
         content = m.get("content")
         if isinstance(content, list):
-            if any(not isinstance(p, dict) or p.get("type") != "text" for p in content):
-                raise ApiError(400, f"messages[{i}].content may only hold text parts on this server",
-                               param=f"messages[{i}].content")
+            if any(not isinstance(p, dict) or p.get("type") != "text" or not isinstance(p.get("text", ""), str)
+                   for p in content):
+                raise ApiError(400, f"messages[{i}].content may only hold text parts "
+                                    '({"type": "text", "text": "..."}) on this server', param=f"messages[{i}].content")
             content = "".join(p.get("text", "") for p in content)
         if not isinstance(content, str):
             raise ApiError(400, f"messages[{i}].content must be a string or text parts, got {type(content).__name__}",

@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from engines.cache import Loaded, ModelCache
-from errors import NotFound
+from errors import NotFound, require_text
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +173,8 @@ class SentenceEmbedder:
         """Vectors for `texts`: shape (len(texts), dim), float32, unit length."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            require_text(text, f"text {i + 1}")
         with self.cache.use(self.key, self._load) as model:
             if len(texts) <= QUERY_TEXTS:
                 vectors = self._encode_few(model, list(texts))

@@ -71,3 +71,26 @@ class FakeTextEngine:
         yield StreamUpdate(stats=GenerationStats(
             model=ref, prompt_tokens=3, generated_tokens=n, ttft_s=0.01, total_s=round(total, 4),
             tokens_per_s=10.0, finish_reason=reason, seed=params.seed if params.seed >= 0 else 42, **trim))
+
+
+class FakeImageEngine:
+    """The ImageEngine interface without a pipeline: each image is one flat colour of at most 64x64 pixels, so any
+    request size costs nothing; a model other than `models` raises ModelNotFound, as the real resolver would."""
+
+    def __init__(self, models: tuple[str, ...] = ("hf-playground/tiny-t2i-64",)):
+        self.models = models
+        self.calls = 0
+
+    def generate(self, ref: str, params, stop: threading.Event | None = None, progress=None):
+        from PIL import Image
+
+        from engines.image import ImageResult
+
+        if ref not in self.models:
+            raise ModelNotFound(f"cannot find model {ref!r}")
+        self.calls += 1
+        seed = params.seed if params.seed >= 0 else 42
+        size = (min(params.width, 64), min(params.height, 64))
+        images = [Image.new("RGB", size, ((seed + i) % 256, 0, 0)) for i in range(params.num_images)]
+        return ImageResult(images=images, seed=seed, params=params, model=ref, source="fake", steps_done=params.steps,
+                           interrupted=False, timings={"generate_s": 0.0})
