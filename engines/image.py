@@ -203,7 +203,7 @@ class ImageEngine:
                            device=str(getattr(pipe, "_execution_device", None) or pipe.device),
                            denoiser_params=sum(t.numel() for t in denoiser.parameters()) if denoiser else 0)
         remember_processor_signatures(pipe)
-        model.traced = image_trace.install(pipe, model.device)
+        model.traced = image_trace.install(pipe, model.device, image_trace.files_signature(resolved.location))
         with self.cpu_threads(model):
             self._warm_up(model)
         return Loaded(value=model, task=TASK, device=model.device, dtype=str(dtype).replace("torch.", ""),

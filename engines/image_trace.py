@@ -19,15 +19,46 @@ from typing import Any
 logger = logging.getLogger(__name__)
 MAX_PARAMS = 50_000_000  # tracing holds a second, frozen copy of the weights: only for small denoisers
 MAX_GRAPHS = 6  # shapes kept (image size x images per call x guidance on/off)
+MAX_MODELS = 2  # models whose graphs outlive an unload (see _SHARED)
+# TorchScript keeps every traced method in a process-wide registry that nothing can prune safely (clearing it also
+# drops diffusers' own scripted functions), so tracing the same model again after each reload would grow memory
+# with every load/unload cycle. Graphs are kept instead per model files (`source`) and shape, and a reloaded
+# model reuses them: loading the same model twenty times traces it once. A graph computes with the weights it was
+# frozen with, which are the same values as long as the files are unchanged (their sizes and times are in the key).
+_SHARED: OrderedDict[tuple, OrderedDict[tuple, Any]] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_graphs(source: tuple | None) -> OrderedDict[tuple, Any]:
+    """The graphs traced for these model files, kept across loads (a fresh, private table without a source)."""
+    if source is None:
+        return OrderedDict()
+    with _SHARED_LOCK:
+        graphs = _SHARED.setdefault(source, OrderedDict())
+        _SHARED.move_to_end(source)
+        while len(_SHARED) > MAX_MODELS:
+            _SHARED.popitem(last=False)
+        return graphs
+
+
+def files_signature(folder: Any) -> tuple | None:
+    """Which model files a folder holds, by path, size and modification time (None when it is not a folder)."""
+    from pathlib import Path
+
+    root = Path(str(folder))
+    if not root.is_dir():
+        return None
+    files = sorted(f for f in root.rglob("*") if f.is_file())
+    return (str(root.resolve()), *((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
 
 
 class TracedDenoiser:
     """Installed as `unet.forward`; `enabled` is switched off by the caller for settings the graph cannot honour."""
 
-    def __init__(self, unet: Any):
+    def __init__(self, unet: Any, source: tuple | None = None):
         self.unet = unet
         self.eager = type(unet).forward.__get__(unet)
-        self.graphs: OrderedDict[tuple, Any] = OrderedDict()
+        self.graphs = _shared_graphs(source)
         self.held: dict[tuple, int] = {}  # bytes each graph holds beyond the model's own weights
         self.enabled = True
         self._lock = threading.Lock()
@@ -53,12 +84,13 @@ class TracedDenoiser:
         with self._lock:
             if key in self.graphs:
                 self.graphs.move_to_end(key)
-                return self.graphs[key]
-            graph = self._trace(sample, step, context)
-            self.graphs[key] = graph  # None: this shape runs eager from now on
-            self.held[key] = constant_bytes(graph, besides=self.unet) if graph is not None else 0
-            while len(self.graphs) > MAX_GRAPHS:
-                self.held.pop(self.graphs.popitem(last=False)[0], None)
+            else:
+                self.graphs[key] = self._trace(sample, step, context)  # None: this shape runs eager from now on
+                while len(self.graphs) > MAX_GRAPHS:
+                    self.held.pop(self.graphs.popitem(last=False)[0], None)
+            graph = self.graphs[key]
+            if key not in self.held:  # a graph traced by an earlier load holds that load's weights too
+                self.held[key] = constant_bytes(graph, besides=self.unet) if graph is not None else 0
             return graph
 
     def _trace(self, sample, step, context):
@@ -114,13 +146,16 @@ def constant_bytes(*graphs: Any, besides: Any = None) -> int:
     return total
 
 
-def install(pipe: Any, device: str) -> TracedDenoiser | None:
-    """Run `pipe.unet` through traced graphs when it is small and on the CPU; returns the installed forward."""
+def install(pipe: Any, device: str, source: tuple | None = None) -> TracedDenoiser | None:
+    """Run `pipe.unet` through traced graphs when it is small and on the CPU; returns the installed forward.
+
+    `source` (files_signature of the model's folder) lets a reload of the same files reuse the graphs traced before.
+    """
     unet = getattr(pipe, "unet", None)
     if unet is None or device != "cpu" or "forward" in vars(unet):
         return None
     if sum(p.numel() for p in unet.parameters()) > MAX_PARAMS:
         return None
-    traced = TracedDenoiser(unet)
+    traced = TracedDenoiser(unet, source)
     unet.forward = traced
     return traced
