@@ -30,25 +30,25 @@ class Rows:
         return (list(rows[0]) if rows else []), rows
 
 
-@pytest.fixture
-def layout(tmp_path) -> Layout:
-    return Layout(tmp_path / "finetune")
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory) -> Layout:
+    return Layout(tmp_path_factory.mktemp("ft") / "finetune")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def manager(layout):
     m = JobManager(layout, poll_s=0.2)
     yield m
     m.close(kill=True)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def service(layout, manager, sharp_llama, models_root) -> FinetuneService:
     resolver = ModelResolver((models_root, layout.root), layout.root / "models", HubProbe(offline=True))
     return FinetuneService(layout, manager.store, resolver, Rows(), device=lambda: ("cpu", False))
 
 
-def wait_for(manager: JobManager, job_id: int, timeout: float = 120, until=None):
+def wait_for(manager: JobManager, job_id: int, timeout: float = 120, until=None, interval: float = 0.2):
     """Tick the queue until the job leaves queued/running (or `until(job)` holds); returns the job."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -56,7 +56,7 @@ def wait_for(manager: JobManager, job_id: int, timeout: float = 120, until=None)
         job = manager.store.get(job_id)
         if (until(job) if until else job.status not in ACTIVE):
             return job
-        time.sleep(0.2)
+        time.sleep(interval)
     raise AssertionError(f"job {job_id} still {manager.store.get(job_id).status} after {timeout} s: "
                          f"{manager.store.logs(job_id)[-5:]}")
 

@@ -22,8 +22,7 @@ def test_a_few_steps_lower_the_loss_and_the_adapter_changes_the_output(service, 
     train = [v for _, kind, v in manager.store.losses(job.id) if kind == "train"]
     assert len(train) == 12 and sum(train[-3:]) / 3 < sum(train[:3]) / 3 * 0.8, train
     assert [s for s, _ in layout.checkpoints(job.id)] == [6, 12]
-    adapter = service.adapters()[0]
-    assert adapter["job"] == job.id
+    adapter = next(a for a in service.adapters() if a["job"] == job.id)
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -36,3 +35,40 @@ def test_a_few_steps_lower_the_loss_and_the_adapter_changes_the_output(service, 
         tuned = PeftModel.from_pretrained(base, adapter["ref"]).eval()
         after = tuned(ids).logits
     assert (after - before).abs().max() > 1e-2
+
+
+def test_a_job_killed_with_sigkill_resumes_from_its_last_checkpoint(service, manager, layout, sharp_llama):
+    import os
+    import signal
+
+    settings = TrainSettings(max_steps=150, learning_rate=2e-2, batch_size=4, val_split=0, save_steps=5, threads=1)
+    job, _ = service.start(str(sharp_llama), SPEC, settings)
+    first = wait_for(manager, job.id, until=lambda j: bool(j.pid and layout.checkpoints(j.id)), interval=0.02)
+    os.kill(first.pid, signal.SIGKILL)
+    saved = layout.checkpoints(job.id)[-1][0]
+    job = wait_for(manager, job.id)
+    assert saved < 150 and job.status == DONE and job.step == 150, (job.message, runner_log(layout, job.id)[-3000:])
+    lines = [line for _, line in manager.store.logs(job.id)]
+    assert any(f"resuming from checkpoint-{saved}" in line for line in lines), lines
+    assert job.attempts == 2
+    steps = [s for s, kind, _ in manager.store.losses(job.id) if kind == "train"]
+    assert steps == list(range(1, 151))  # every step once, the replayed ones overwritten
+
+
+def test_a_nan_loss_stops_the_job_with_a_message(service, manager, layout, sharp_llama, tmp_path, models_root):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    broken = models_root / "nan-llama"
+    if not broken.exists():
+        model = AutoModelForCausalLM.from_pretrained(sharp_llama)
+        with torch.no_grad():
+            model.model.norm.weight[0] = float("nan")  # every logit becomes NaN, as after a diverged update
+        model.save_pretrained(broken)
+        AutoTokenizer.from_pretrained(sharp_llama).save_pretrained(broken)
+    job, _ = service.start(str(broken), SPEC, TrainSettings(max_steps=6, batch_size=4, val_split=0, threads=1,
+                                                            save_steps=1))
+    job = wait_for(manager, job.id)
+    assert job.status == "failed"
+    assert "the train loss became nan at step 1" in job.message
+    assert layout.checkpoints(job.id) == []  # NaN weights are never saved as a checkpoint
+    assert job.id not in [a["job"] for a in service.adapters()]
