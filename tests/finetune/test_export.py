@@ -59,6 +59,26 @@ def test_the_adapter_zip_names_the_base_as_given(finished, service, manager):
         assert json.loads(z.read("adapter_config.json"))["base_model_name_or_path"] == finished.base
 
 
+def test_the_text_engine_serves_base_plus_adapter_through_the_cache(finished, service, layout, models_root):
+    from engines.cache import ModelCache
+    from engines.device import choose_placement
+    from engines.params import GenerationParams
+    from engines.resolve import HubProbe, ModelResolver
+    from engines.text import TextEngine
+
+    resolver = ModelResolver((models_root, layout.root), layout.root / "converted", HubProbe(offline=True))
+    cache = ModelCache(max_models=3)
+    engine = TextEngine(cache, resolver, choose_placement("cpu", "float32"), max_batch=0)
+    adapter = next(a for a in service.adapters() if a["job"] == finished.id)
+    greedy = GenerationParams(temperature=0, max_new_tokens=8, repetition_penalty=1.0)
+    tuned = "".join(u.delta for u in engine.complete(adapter["ref"], "what is rome?", greedy))
+    plain = "".join(u.delta for u in engine.complete(finished.base, "what is rome?", greedy))
+    assert tuned != plain
+    rows = {r.key: r for r in cache.rows()}
+    assert rows[adapter["ref"]].source == "local folder + LoRA adapter merged on load (torch path)"
+    assert rows[finished.base].source == "local folder"
+
+
 def test_resume_from_an_earlier_checkpoint_replays_the_later_steps(finished, service, manager, layout):
     job = service.resume(finished.id, 4)
     assert job.status == "queued" and [s for s, _ in layout.checkpoints(job.id)] == [4]
