@@ -25,7 +25,7 @@ class Tokenizer(Protocol):
     chat_template: Any
     eos_token: str | None
 
-    def __call__(self, text: str, add_special_tokens: bool = ...) -> Any: ...
+    def __call__(self, text: str | list[str], add_special_tokens: bool = ...) -> Any: ...
 
     def apply_chat_template(self, messages: list[dict], **kwargs: Any) -> Any: ...
 
@@ -162,8 +162,12 @@ def _messages(value: Any, index: int) -> list[dict]:
     return messages if any(m["role"] == "assistant" for m in messages) else []
 
 
-def token_lengths(examples: list[Example], tokenizer: Tokenizer) -> list[int]:
-    return [len(tokenizer(e.prompt + e.completion, add_special_tokens=False)["input_ids"]) for e in examples]
+def token_lengths(examples: list[Example], tokenizer: Tokenizer, chunk: int = 2048) -> list[int]:
+    lengths = []
+    for start in range(0, len(examples), chunk):  # one batched call per chunk: the fast tokenizer runs in Rust
+        texts = [e.prompt + e.completion for e in examples[start:start + chunk]]
+        lengths += [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return lengths
 
 
 def token_stats(lengths: list[int], cutoff: int) -> TokenStats:

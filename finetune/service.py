@@ -27,6 +27,8 @@ from finetune.settings import TrainSettings, precisions_for
 
 RowSource = Callable[[str], tuple[list[str], list[dict]]]  # source string -> (columns, rows)
 MEMORY_HEADROOM = 0.9  # refuse a run whose estimate exceeds this share of the memory available
+MAX_ROWS = 100_000  # a CPU run reads at most this many rows of a dataset
+BROWSER_SESSION = "finetune"  # the datasets the tab reads are held apart from anyone's open tables
 
 
 class Resolver(Protocol):
@@ -187,9 +189,23 @@ class FinetuneService:
                             "base": job.base, "step": job.step, "finished": job.finished})
         return out
 
-    def forget(self, key: str) -> None:
-        """Remove a formatted-data file nobody uses (tests, an abandoned start)."""
-        self.layout.examples(key).unlink(missing_ok=True)
+
+
+def rows_from_browser(browser: Any) -> RowSource:
+    """Rows of any source the Datasets tab opens (sample:, a path, hub:, upload:), as the row source."""
+    from databrowser import DatasetError, SourceRef
+
+    def rows(source: str) -> tuple[list[str], list[dict]]:
+        if not (source or "").strip():
+            raise UserError("choose a dataset: a sample, a path, hub:<owner/name>, or upload a file")
+        try:
+            ds = browser.open(BROWSER_SESSION, SourceRef(source.strip()))
+        except DatasetError as exc:
+            raise UserError(str(exc)) from None
+        names = [c.name for c in ds.columns]
+        return names, ds.table.slice(0, MAX_ROWS).to_pylist()
+
+    return rows
 
 
 @functools.lru_cache(maxsize=4)
