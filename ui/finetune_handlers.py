@@ -19,7 +19,7 @@ from finetune.settings import TrainSettings
 
 SETTING_NAMES = ("lora_rank", "lora_alpha", "lora_dropout", "target_modules", "learning_rate", "scheduler", "epochs",
                  "max_steps", "batch_size", "grad_accum", "cutoff_len", "val_split", "seed", "save_steps",
-                 "precision")
+                 "precision", "threads")
 DATA_NAMES = ("source", "kind", "prompt_column", "response_column", "template")
 PLOT_COLUMNS = ["step", "loss", "curve"]
 
@@ -115,14 +115,22 @@ def progress_html(view: dict[str, Any]) -> str:
             f"<progress max='100' value='{pct:.1f}' style='width:100%'></progress>{message}</div>")
 
 
-def loss_frame(view: dict[str, Any]) -> pd.DataFrame:
+def loss_frame(view: dict[str, Any]) -> pd.DataFrame | None:
+    """The loss curves as a frame for the plot; None before the first point.
+
+    gradio 6.31's LinePlot keeps the colour scale of the first frame it draws: a curve missing from it is drawn
+    later without a colour (invisible). So no empty frame is sent, and until the first validation loss arrives a
+    NaN stands in for it (not drawn, but it puts "validation" in the scale).
+    """
     rows = [[s, v, "train"] for s, v in view.get("train_loss", [])]
-    rows += [[s, v, "validation"] for s, v in view.get("validation_loss", [])]
-    return pd.DataFrame(rows, columns=PLOT_COLUMNS)
+    validation = [[s, v, "validation"] for s, v in view.get("validation_loss", [])]
+    if rows and not validation and view.get("data", {}).get("validation"):
+        validation = [[rows[0][0], float("nan"), "validation"]]
+    return pd.DataFrame(rows + validation, columns=PLOT_COLUMNS) if rows else None
 
 
 def job_choices(store: Any) -> list[tuple[str, int]]:
-    return [(j.label, j.id) for j in store.list()]
+    return [(f"#{j.id} {j.name}", j.id) for j in store.list()]
 
 
 def checkpoint_choices(service: Service, job_id: int | None) -> list[tuple[str, int]]:

@@ -58,7 +58,7 @@ def _data_fields(deps: FinetuneDeps, samples: list[tuple[str, str]]) -> dict[str
 
 def _setting_fields() -> dict[str, Any]:
     d, f = DEFAULTS, {}
-    with gr.Accordion("Settings", open=False):
+    with gr.Accordion("Training settings", open=False):
         with gr.Row():
             f["lora_rank"] = gr.Number(d.lora_rank, precision=0, label="LoRA rank", minimum=1)
             f["lora_alpha"] = gr.Number(d.lora_alpha, label="LoRA alpha")
@@ -78,16 +78,19 @@ def _setting_fields() -> dict[str, Any]:
             f["seed"] = gr.Number(d.seed, precision=0, label="Seed")
             f["save_steps"] = gr.Number(d.save_steps, precision=0, label="Checkpoint every N steps",
                                         info="0: about ten")
+            f["threads"] = gr.Number(d.threads, precision=0, label="CPU threads", info="0: all cores", minimum=0)
     return f
 
 
 def _job_view() -> dict[str, Any]:
     v: dict[str, Any] = {}
+    gr.Markdown("### Jobs")
     with gr.Row(equal_height=True):
         v["job"] = gr.Dropdown([], label="Job", scale=3, elem_id="finetune-job")
         v["stop"] = gr.Button("Stop", variant="stop", scale=1, elem_id="finetune-stop")
     v["progress"] = gr.HTML(elem_id="finetune-progress-box")
-    v["plot"] = gr.LinePlot(x="step", y="loss", color="curve", height=280, label="Loss",
+    v["plot"] = gr.LinePlot(x="step", y="loss", color="curve", height=380, label="Loss",
+                            color_map={"train": "#4c78a8", "validation": "#f58518"},
                             elem_id="finetune-loss", x_title="step", y_title="loss")
     with gr.Accordion("Log", open=False):
         v["log"] = gr.Textbox(lines=10, max_lines=20, show_label=False, elem_id="finetune-log", autoscroll=True)
@@ -238,7 +241,7 @@ def _wire(deps: FinetuneDeps, f: dict, settings: dict, v: dict, stats, examples,
     seen = gr.State([])
     view = [v["progress"], v["plot"], v["log"], v["checkpoint"], seen]
     shown = guarded(bind(show, deps=deps))
-    start_btn.click(guarded(by_name(start)), set(form.values()), [v["result"], v["job"]], **private)
+    start_btn.click(guarded(by_name(start)), set(form.values()), [stats, v["job"]], **private)
     v["job"].change(shown, v["job"], view, **private, show_progress="hidden")
     gr.Timer(POLL_S).tick(guarded(bind(poll, deps=deps)), [v["job"], seen], view, **private,
                           show_progress="hidden")
