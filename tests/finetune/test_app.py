@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from gradio_client import Client
-from gradio_client.exceptions import AppError
-
 from conftest import QA
 from fakes import FakeTextEngine
+from gradio_client import Client
+from gradio_client.exceptions import AppError
 from helpers import fake_services, make_config, start_app
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -7,8 +7,8 @@ import zipfile
 
 import pytest
 import torch
-
 from conftest import wait_for
+
 from finetune import export
 from finetune.data import DataSpec
 from finetune.jobs import DONE
@@ -27,7 +27,7 @@ def finished(service, manager, sharp_llama):
 
 
 def test_merge_and_export_reloads_with_the_logits_of_base_plus_adapter(finished, service, manager, layout, tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     checkpoint = service.checkpoint(finished.id, 4)
     dest = export.merge_and_export(finished, checkpoint, layout.exports(finished.id) / "merged-4", manager.store)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-
 from conftest import runner_log, wait_for
+
 from finetune.data import DataSpec
 from finetune.jobs import DONE
 from finetune.settings import TrainSettings
