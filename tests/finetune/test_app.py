@@ -81,7 +81,7 @@ def test_the_api_starts_watches_lists_and_refuses_clearly(app):
 
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium (apt-get install chromium)")
-def test_a_person_starts_a_job_and_watches_the_loss_plot_grow(app):
+def test_a_person_starts_a_job_watches_the_loss_plot_grow_and_reloads(app):
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs `pip install playwright`")
     url, base, data, services = app
     store = services.finetune.store
@@ -117,6 +117,10 @@ def test_a_person_starts_a_job_and_watches_the_loss_plot_grow(app):
             sync_api.expect(plot.locator("canvas, svg").first).to_be_visible(timeout=30_000)
             early = _wait_plotted_until(plot, lambda n: n >= 5)  # points while the job runs (held)
             assert "running" in progress.inner_text() and early < 120
+            page.reload(wait_until="load")  # a reload finds the running job, its curve and its progress again
+            page.get_by_role("tab", name="Fine-tune").click()
+            sync_api.expect(progress).to_contain_text("running", timeout=15_000)
+            assert _wait_plotted_until(plot, lambda n: n >= early) == early
             services.hold.clear()
             sync_api.expect(progress).to_contain_text("done", timeout=90_000)
             assert _wait_plotted_until(plot, lambda n: n >= 120) > early
