@@ -19,9 +19,9 @@ from engines.image import ImageEngine
 from engines.remote import RemoteTextEngine
 from engines.resolve import HubProbe, ModelResolver
 from engines.text import TextEngine
-from finetune.service import FinetuneService, rows_from_browser
 from finetune.layout import Layout
 from finetune.manager import JobManager
+from finetune.service import FinetuneService, rows_from_browser
 from serving.limits import RateLimiter
 from serving.sessions import StopRegistry
 from store import CollectionIndex, HistoryStore

@@ -32,7 +32,7 @@ from finetune.manager import JobManager
 from finetune.service import FinetuneService, rows_from_browser
 from finetune.settings import TrainSettings
 from services import foreground_busy
-from ui.common import StopRegistry
+from serving.sessions import StopRegistry
 
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SPEC = dict(kind="instruction", prompt_column="question", response_column="answer", template="chat")

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from engines.catalog import Catalog
 from errors import UserError
 from finetune.data import DataSpec, detect
 from finetune.jobs import ACTIVE, Job
@@ -43,10 +44,11 @@ class Rows(Protocol):  # finetune.service.RowSource
 
 @dataclass
 class FinetuneDeps:
+    """Everything the Fine-tune tab needs."""
+
     service: Service
     rows: Rows  # columns of a source, for the column pickers
-    default_base: str
-    base_choices: list[str]
+    catalog: Catalog  # base model choices (the chat models), and the lists adapters join
     upload: Any  # (path) -> source string: the Datasets browser converts the file
     layout: Any  # finetune.layout.Layout: where exports go
     samples: list[tuple[str, str]]  # (title, source) of the Datasets tab's samples
@@ -156,7 +158,7 @@ def finetune_start(source: str, base: str = "", kind: str = "", prompt_column: s
     """Queue a LoRA run on a dataset source (sample:, a path, hub:, upload:); kind and columns are guessed when
     left empty; `settings` holds any of the training settings by name. Returns the job's status."""
     guess = columns_for(source, deps=deps) if not kind else {}
-    form = {"base": base or deps.default_base, "source": source, "kind": kind or guess["kind"],
+    form = {"base": base or deps.catalog.default("chat"), "source": source, "kind": kind or guess["kind"],
             "prompt_column": prompt_column or guess.get("prompt_column", ""),
             "response_column": response_column or guess.get("response_column", ""),
             "template": template or guess.get("template") or "chat", "name": name, **(settings or {})}

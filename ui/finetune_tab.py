@@ -15,7 +15,7 @@ import gradio as gr
 from finetune.data import KINDS, TEMPLATES
 from finetune.settings import SCHEDULERS, TrainSettings
 from ui import finetune_handlers as h
-from ui.common import bind
+from ui.common import PageLoad, bind
 from ui.errors import guarded
 from ui.finetune_handlers import FinetuneDeps
 
@@ -25,16 +25,18 @@ POLL_S = 2.0
 
 @dataclass
 class FinetuneTab:
-    """`model_choices(catalog choices)` adds finished adapters, as (label, ref), to another tab's model list."""
+    """`model_lists` gives the Chat and Text generation model lists with the finished adapters, as `base + adapter`."""
 
     job: gr.Dropdown
-    model_choices: Callable[[list[str]], list]
+    model_lists: Callable[[], tuple[gr.Dropdown, gr.Dropdown]]
+    on_load: list[PageLoad]
 
 
 def _data_fields(deps: FinetuneDeps, samples: list[tuple[str, str]]) -> dict[str, Any]:
     f: dict[str, Any] = {}
     with gr.Row(equal_height=True):
-        f["base"] = gr.Dropdown(deps.base_choices, value=deps.default_base, allow_custom_value=True, scale=3,
+        f["base"] = gr.Dropdown(deps.catalog.choices("chat"), value=deps.catalog.default("chat"),
+                                allow_custom_value=True, scale=3,
                                 label="Base model", info="the embedded SmolLM2, a hub id or a local folder")
         f["precision"] = gr.Dropdown(["float32"], value="float32", label="Precision", scale=1,
                                      info="what this device can train in")
@@ -219,12 +221,15 @@ def build(deps: FinetuneDeps) -> FinetuneTab:
     v = _job_view()
     _wire(deps, f, settings, v, stats, examples, preview_btn, start_btn)
     _register_api(deps)
-    return FinetuneTab(job=v["job"], model_choices=lambda choices: model_choices(choices, deps))
+    return FinetuneTab(job=v["job"], model_lists=bind(model_lists, deps=deps),
+                       on_load=[PageLoad(bind(on_load, deps=deps), [], [f["precision"], v["job"]])])
 
 
-def model_choices(choices: list[str], deps: FinetuneDeps) -> list:
-    """A model list with the finished adapters after it, each shown as `base + adapter`."""
-    return [*choices, *((a["label"], a["ref"]) for a in deps.service.adapters())]
+def model_lists(*, deps: FinetuneDeps) -> tuple[gr.Dropdown, gr.Dropdown]:
+    """The Chat and Text generation model lists with the finished adapters after the catalog's models."""
+    adapters = [(a["label"], a["ref"]) for a in deps.service.adapters()]
+    return (gr.Dropdown(choices=[*deps.catalog.choices("chat"), *adapters]),
+            gr.Dropdown(choices=[*deps.catalog.choices("text-generation"), *adapters]))
 
 
 def _wire(deps: FinetuneDeps, f: dict, settings: dict, v: dict, stats, examples, preview_btn, start_btn) -> None:
@@ -232,35 +237,29 @@ def _wire(deps: FinetuneDeps, f: dict, settings: dict, v: dict, stats, examples,
     form = {**{k: f[k] for k in ("base", "precision", "name", *h.DATA_NAMES)}, **settings}
     names = {component: name for name, component in form.items()}
     by_name = lambda fn: lambda values: fn({names[c]: value for c, value in values.items()}, deps=deps)
-    f["source"].change(guarded(bind(on_source, deps=deps)), f["source"],
+    f["source"].change(bind(on_source, deps=deps), f["source"],
                        [f["kind"], f["prompt_column"], f["response_column"], f["template"]], **private)
-    f["upload"].upload(guarded(bind(on_upload, deps=deps)), f["upload"], f["source"], **private)
+    f["upload"].upload(bind(on_upload, deps=deps), f["upload"], f["source"], **private)
     if deps.datasets_state is not None:
         f["from_datasets"].click(guarded(from_datasets), deps.datasets_state, f["source"], **private)
     preview_btn.click(guarded(by_name(h.inspect_data)), set(form.values()), [stats, examples], **private)
     seen = gr.State([])
     view = [v["progress"], v["plot"], v["log"], v["checkpoint"], seen]
-    shown = guarded(bind(show, deps=deps))
+    shown = bind(show, deps=deps)
     start_btn.click(guarded(by_name(start)), set(form.values()), [stats, v["job"]], **private)
     v["job"].change(shown, v["job"], view, **private, show_progress="hidden")
-    gr.Timer(POLL_S).tick(guarded(bind(poll, deps=deps)), [v["job"], seen], view, **private,
+    gr.Timer(POLL_S).tick(bind(poll, deps=deps), [v["job"], seen], view, **private,
                           show_progress="hidden")
-    v["stop"].click(guarded(bind(stop, deps=deps)), v["job"], v["result"], **private).then(
+    v["stop"].click(bind(stop, deps=deps), v["job"], v["result"], **private).then(
         shown, v["job"], view, **private)
     pick = [v["job"], v["checkpoint"]]
-    v["resume"].click(guarded(bind(resume, deps=deps)), pick, [v["result"], v["job"]], **private)
-    v["evaluate"].click(guarded(bind(evaluate, deps=deps)), pick, v["result"], **private)
-    v["export"].click(guarded(bind(export_merged, deps=deps)), pick, v["result"], **private)
-    v["download"].click(guarded(bind(download, deps=deps)), pick, v["file"], **private)
-    _on_page_load(deps, f["precision"], v["job"])
-
-
-def _on_page_load(deps: FinetuneDeps, precision: gr.Dropdown, job: gr.Dropdown) -> None:
-    demo = gr.context.Context.root_block
-    demo.load(guarded(bind(on_load, deps=deps)), None, [precision, job], api_visibility="private")
+    v["resume"].click(bind(resume, deps=deps), pick, [v["result"], v["job"]], **private)
+    v["evaluate"].click(bind(evaluate, deps=deps), pick, v["result"], **private)
+    v["export"].click(bind(export_merged, deps=deps), pick, v["result"], **private)
+    v["download"].click(bind(download, deps=deps), pick, v["file"], **private)
 
 
 def _register_api(deps: FinetuneDeps) -> None:
     """The stable endpoints; every parameter but `source` (start) has a default."""
     for fn in (h.finetune_start, h.finetune_status, h.finetune_stop, h.finetune_adapters):
-        gr.api(guarded(bind(fn, deps=deps)), api_name=fn.__name__)
+        gr.api(bind(fn, deps=deps), api_name=fn.__name__)
