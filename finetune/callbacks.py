@@ -61,7 +61,8 @@ class JobCallback(TrainerCallback):
                 self._nan(control, step, kind, value)
                 return
             self.store.add_loss(self.job_id, step, kind, value)
-        if "loss" in logs or "eval_loss" in logs:
+        every = max(1, state.max_steps // 50)  # about fifty loss lines a run; the curve has every step
+        if "eval_loss" in logs or ("loss" in logs and (step % every == 0 or step == state.max_steps)):
             shown = {k: round(v, 5) if isinstance(v, float) else v for k, v in logs.items()}
             self.store.log(self.job_id, f"step {step}/{state.max_steps}: {shown}")
 

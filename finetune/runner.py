@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import sys
 import time
 import traceback
@@ -66,6 +67,8 @@ def _train(store: JobStore, layout: Layout, job: Job) -> tuple[str, str]:
               + (f"; resuming from {Path(resume).name}" if resume else ""))
     output = trainer.train(resume_from_checkpoint=resume)
     store.update(job.id, tokens_per_s=_tokens_per_s(output.metrics, callback, trainer.state.global_step))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kilobytes on Linux
+    store.log(job.id, f"peak memory of the run: {peak:.2f} GB; trained {output.metrics['train_runtime']:.0f} s")
     if callback.nan_message:
         return FAILED, callback.nan_message
     if callback.stopped:

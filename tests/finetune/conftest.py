@@ -30,22 +30,36 @@ class Rows:
         return (list(rows[0]) if rows else []), rows
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def layout(tmp_path_factory) -> Layout:
     return Layout(tmp_path_factory.mktemp("ft") / "finetune")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def manager(layout):
     m = JobManager(layout, poll_s=0.2)
     yield m
     m.close(kill=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def service(layout, manager, sharp_llama, models_root) -> FinetuneService:
     resolver = ModelResolver((models_root, layout.root), layout.root / "models", HubProbe(offline=True))
     return FinetuneService(layout, manager.store, resolver, Rows(), device=lambda: ("cpu", False))
+
+
+@pytest.fixture(scope="session")
+def finished(service, manager, sharp_llama):
+    """One finished 12-step run on the QA rows (checkpoints at 6 and 12, validation on a quarter), shared."""
+    from finetune.data import DataSpec
+    from finetune.settings import TrainSettings
+
+    settings = TrainSettings(max_steps=12, learning_rate=2e-2, batch_size=4, val_split=0.25, save_steps=6, threads=1)
+    job, note = service.start(str(sharp_llama), DataSpec("qa", "instruction", "question", "answer", "chat"), settings)
+    assert note.startswith(f"Job #{job.id} queued")
+    job = wait_for(manager, job.id)
+    assert job.status == "done", (job.message, runner_log(service.layout, job.id)[-3000:])
+    return job
 
 
 def wait_for(manager: JobManager, job_id: int, timeout: float = 120, until=None, interval: float = 0.2):

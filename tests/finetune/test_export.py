@@ -12,25 +12,15 @@ from conftest import wait_for
 from finetune import export
 from finetune.data import DataSpec
 from finetune.jobs import DONE
-from finetune.settings import TrainSettings
 
 SPEC = DataSpec("qa", "instruction", "question", "answer", "chat")
-
-
-@pytest.fixture(scope="module")
-def finished(service, manager, sharp_llama):
-    settings = TrainSettings(max_steps=8, learning_rate=2e-2, batch_size=4, val_split=0.25, save_steps=4, threads=1)
-    job, _ = service.start(str(sharp_llama), SPEC, settings)
-    job = wait_for(manager, job.id)
-    assert job.status == DONE, job.message
-    return job
 
 
 def test_merge_and_export_reloads_with_the_logits_of_base_plus_adapter(finished, service, manager, layout, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    checkpoint = service.checkpoint(finished.id, 4)
-    dest = export.merge_and_export(finished, checkpoint, layout.exports(finished.id) / "merged-4", manager.store)
+    checkpoint = service.checkpoint(finished.id, 6)
+    dest = export.merge_and_export(finished, checkpoint, layout.exports(finished.id) / "merged-6", manager.store)
     card = (dest / "README.md").read_text()
     assert f"base_model: {finished.base}" in card and '"lora_rank": 8' in card and '"source": "qa"' in card
     assert any(p.suffix == ".safetensors" for p in dest.iterdir())
@@ -47,13 +37,13 @@ def test_merge_and_export_reloads_with_the_logits_of_base_plus_adapter(finished,
 
 def test_evaluate_gives_the_validation_loss_the_run_logged(finished, service, manager):
     logged = {s: v for s, kind, v in manager.store.losses(finished.id) if kind == "validation"}
-    assert set(logged) == {4, 8}
-    loss = export.evaluate(finished, service.checkpoint(finished.id, 4))
-    assert loss == pytest.approx(logged[4], rel=1e-4)
+    assert set(logged) == {6, 12}
+    loss = export.evaluate(finished, service.checkpoint(finished.id, 6))
+    assert loss == pytest.approx(logged[6], rel=1e-4)
 
 
 def test_the_adapter_zip_names_the_base_as_given(finished, service, manager):
-    archive = export.adapter_zip(finished, service.checkpoint(finished.id, 8), manager.store)
+    archive = export.adapter_zip(finished, service.checkpoint(finished.id, 12), manager.store)
     with zipfile.ZipFile(archive) as z:
         assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(z.namelist())
         assert json.loads(z.read("adapter_config.json"))["base_model_name_or_path"] == finished.base
@@ -80,10 +70,10 @@ def test_the_text_engine_serves_base_plus_adapter_through_the_cache(finished, se
 
 
 def test_resume_from_an_earlier_checkpoint_replays_the_later_steps(finished, service, manager, layout):
-    job = service.resume(finished.id, 4)
-    assert job.status == "queued" and [s for s, _ in layout.checkpoints(job.id)] == [4]
+    job = service.resume(finished.id, 6)
+    assert job.status == "queued" and [s for s, _ in layout.checkpoints(job.id)] == [6]
     assert finished.id not in [a["job"] for a in service.adapters()]  # back when the run ends again
     job = wait_for(manager, job.id)
-    assert job.status == DONE and job.step == 8
-    assert [s for s, _ in layout.checkpoints(job.id)] == [4, 8]
+    assert job.status == DONE and job.step == 12
+    assert [s for s, _ in layout.checkpoints(job.id)] == [6, 12]
     assert finished.id in [a["job"] for a in service.adapters()]
