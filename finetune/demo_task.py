@@ -1,8 +1,8 @@
 """A small task the project can generate: read a sentence about a person, answer with one line of JSON.
 
-Used by scripts/demo_finetune.py to show a LoRA run teaching the embedded 135M model a fixed output format. The
-held-out set uses names and cities the training set never shows, so exact match needs the format and copying,
-not memory.
+Used by scripts/demo_finetune.py to show a LoRA run teaching the embedded 135M model a fixed output format. Half the
+training rows use real names and cities, half made-up words built from syllables (so the model learns to copy, not
+to remember a list); the held-out set uses real names and cities the training set never shows.
 """
 
 from __future__ import annotations
@@ -27,6 +27,14 @@ TEMPLATES = [
 ]
 
 
+SYLLABLES = ["ka", "ro", "mi", "len", "to", "sa", "vi", "dor", "na", "bel", "qu", "ist", "ur", "fa", "gon", "e",
+             "lia", "mar", "po", "zen", "tha", "rik", "ou", "sel", "an", "dru", "ve", "wy", "ch", "ost"]
+
+
+def made_up(rng: random.Random, parts: tuple[int, int]) -> str:
+    return "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(*parts))).capitalize()
+
+
 def answer(name: str, age: int, city: str) -> str:
     return json.dumps({"name": name, "age": age, "city": city})
 
@@ -34,12 +42,15 @@ def answer(name: str, age: int, city: str) -> str:
 def examples(count: int, seed: int, held_out: bool = False) -> list[dict[str, str]]:
     """Rows with `question` (instruction + sentence) and `answer` (the JSON line)."""
     rng = random.Random(seed)
-    # the last quarter of names and cities only ever appear in the held-out set
-    names = NAMES[30:] if held_out else NAMES[:30]
-    cities = CITIES[18:] if held_out else CITIES[:18]
     rows = []
     for _ in range(count):
-        name, city, age = rng.choice(names), rng.choice(cities), rng.randint(18, 90)
+        if held_out:  # the last quarter of the real names and cities: never in training
+            name, city = rng.choice(NAMES[30:]), rng.choice(CITIES[18:])
+        elif rng.random() < 0.5:
+            name, city = rng.choice(NAMES[:30]), rng.choice(CITIES[:18])
+        else:
+            name, city = made_up(rng, (2, 3)), made_up(rng, (2, 4))
+        age = rng.randint(18, 90)
         sentence = rng.choice(TEMPLATES).format(name=name, age=age, city=city)
         rows.append({"question": f"{INSTRUCTION}\n{sentence}", "answer": answer(name, age, city)})
     return rows

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,7 @@ from services import foreground_busy
 from serving.sessions import StopRegistry
 
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
+ALLOWED: list[Path] = []  # --base folders (a dry run on a tiny model)
 SPEC = dict(kind="instruction", prompt_column="question", response_column="answer", template="chat")
 PROMPT = [{"role": "user", "content": "Write a short story about a dragon who learns to read."}]
 
@@ -71,7 +73,7 @@ def plain_train(job_file: Path) -> None:
 
 
 def make_service(data_dir: Path, busy=None) -> tuple[JobManager, FinetuneService, ModelResolver]:
-    config = AppConfig(offline=True, data_dir=data_dir, allowed_dirs=(data_dir,))
+    config = AppConfig(offline=True, data_dir=data_dir, allowed_dirs=(data_dir, *ALLOWED))
     resolver = ModelResolver(config.readable_dirs, AppConfig().models_dir, HubProbe(offline=True))
     jobs = JobManager(Layout(data_dir / "finetune"), busy=busy, poll_s=0.25)
     rows = rows_from_browser(DatasetBrowser.from_config(config))
@@ -125,9 +127,11 @@ def chat_ratio(args, data_dir: Path, source: Path) -> dict:
     registry = StopRegistry()
     busy = foreground_busy(registry, warmup_s=0)
     jobs, service, resolver = make_service(data_dir / "chat", busy=busy)
+    source = Path(shutil.copy(source, data_dir / "chat" / source.name))
     engine = TextEngine(ModelCache(max_models=1), resolver, choose_placement("cpu", "float32"),
                         threads=args.threads, max_batch=0)
     engine.load(BASE)
+    chat_tokens_per_s(engine, registry, 1)  # warm-up: the first generations after a load are slower
     alone = chat_tokens_per_s(engine, registry, args.chats)
     settings = TrainSettings(max_steps=100_000, batch_size=8, learning_rate=1e-3, val_split=0, cutoff_len=160,
                              save_steps=100_000, threads=args.threads)
@@ -148,6 +152,13 @@ def chat_ratio(args, data_dir: Path, source: Path) -> dict:
             [step_before, step_after_quiet], "job_final_status": jobs.store.get(job.id).status}
 
 
+def set_base(base: str) -> None:
+    global BASE
+    BASE = base
+    if Path(base).is_dir():
+        ALLOWED.append(Path(base).resolve().parent)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--plain", help=argparse.SUPPRESS)
@@ -155,7 +166,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--chats", type=int, default=4)
     parser.add_argument("--quiet-s", type=float, default=15.0)
+    parser.add_argument("--base", default=BASE, help="a hub id or a folder (a tiny model for a dry run)")
     args = parser.parse_args()
+    set_base(args.base)
     if args.plain:
         plain_train(Path(args.plain))
         return

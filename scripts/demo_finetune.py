@@ -31,7 +31,7 @@ from finetune.service import FinetuneService, rows_from_browser
 from finetune.settings import TrainSettings
 
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
-GREEDY = GenerationParams(temperature=0, max_new_tokens=40, repetition_penalty=1.0)
+GREEDY = GenerationParams(temperature=0, max_new_tokens=32, repetition_penalty=1.0)
 
 
 def answers(engine: TextEngine, ref: str, rows: list[dict]) -> list[str]:
@@ -82,7 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--train", type=int, default=600)
     parser.add_argument("--test", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
@@ -99,7 +99,7 @@ def main() -> None:
     facts, adapter = train(args, data_dir, source)
     after = answers(engine, adapter, test)
     print(json.dumps({
-        "task": "JSON extraction (name, age, city), held-out names and cities", "base": BASE,
+        "task": "JSON extraction (name, age, city); held-out names and cities never seen in training", "base": BASE,
         "train_examples": args.train, "test_examples": args.test, "settings": vars(args), **facts,
         "exact_match_before": score(before, test), "exact_match_after": score(after, test),
         "side_by_side": [{"sentence": t["question"].split("\n", 1)[1], "expected": t["answer"], "before": b,
