@@ -77,7 +77,7 @@ def test_a_new_app_process_adopts_a_running_job_instead_of_starting_it_again(ser
     from finetune.manager import JobManager
 
     first = JobManager(layout)
-    settings = TrainSettings(max_steps=300, learning_rate=2e-2, batch_size=4, val_split=0, save_steps=100, threads=1)
+    settings = TrainSettings(max_steps=150, learning_rate=2e-2, batch_size=4, val_split=0, save_steps=50, threads=1)
     job, _ = service.start(str(sharp_llama), SPEC, settings)
     generating = threading.Event()
 
@@ -95,10 +95,10 @@ def test_a_new_app_process_adopts_a_running_job_instead_of_starting_it_again(ser
     time.sleep(0.5)
     second.tick()
     paused = second.store.get(job.id)
-    assert paused.status == "running" and paused.step < 300  # still mid-run, held by the busy file
+    assert paused.status == "running" and paused.step < 150  # still mid-run, held by the busy file
     assert paused.pid == running.pid and second.running_pid() is None  # adopted, not started again
     generating.clear()
     job = wait_for(second, job.id)
     second.close()
-    assert job.status == DONE and job.step == 300 and job.attempts == 1
+    assert job.status == DONE and job.step == 150 and job.attempts == 1
     assert sum("runner started" in line for _, line in second.store.logs(job.id, last=1000)) == 1
