@@ -91,7 +91,8 @@ def _job_view() -> dict[str, Any]:
         v["job"] = gr.Dropdown([], label="Job", scale=3, elem_id="finetune-job")
         v["stop"] = gr.Button("Stop", variant="stop", scale=1, elem_id="finetune-stop")
     v["progress"] = gr.HTML(elem_id="finetune-progress-box")
-    v["plot"] = gr.LinePlot(x="step", y="loss", color="curve", height=380, label="Loss (blue: training, orange: validation)",
+    v["plot"] = gr.LinePlot(x="step", y="loss", color="curve", height=380,
+                            label="Loss (blue: training, orange: validation)",
                             color_map={"train": "#4c78a8", "validation": "#f58518"},
                             elem_id="finetune-loss", x_title="step", y_title="loss")
     with gr.Accordion("Log", open=False):
