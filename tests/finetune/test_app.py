@@ -16,6 +16,9 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from helpers import fake_services, make_config, start_app
 
+from ui.finetune_handlers import FinetuneDeps
+from ui.finetune_tab import model_lists
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
@@ -56,7 +59,7 @@ def wait_status(client: Client, job_id: int, statuses: set[str], timeout: float 
 
 
 def test_the_api_starts_watches_lists_and_refuses_clearly(app):
-    url, base, data, _ = app
+    url, base, data, services = app
     client = Client(url, verbose=False)
     started = client.predict(data, base=base, settings={"max_steps": 6, "learning_rate": 0.02, "threads": 1},
                              api_name="/finetune_start")
@@ -67,6 +70,11 @@ def test_the_api_starts_watches_lists_and_refuses_clearly(app):
     assert len(view["train_loss"]) == 6
     adapters = client.predict(api_name="/finetune_adapters")
     assert adapters[0]["job"] == started["job_id"] and adapters[0]["label"].startswith(f"{base} + ")
+    deps = FinetuneDeps(service=services.finetune, rows=services.finetune.rows, catalog=services.catalog,
+                        upload=None, layout=services.finetune.layout, samples=[])
+    chat_models, text_models = model_lists(deps=deps)  # what a page load puts in the Chat and Text model lists
+    assert (adapters[0]["label"], adapters[0]["ref"]) in chat_models.choices
+    assert (adapters[0]["label"], adapters[0]["ref"]) in text_models.choices
     with pytest.raises(AppError, match="no column 'nope'"):
         client.predict(data, base=base, kind="text", prompt_column="nope", api_name="/finetune_start")
     one_row = Path(data).with_name("one-row.jsonl")
