@@ -21,7 +21,7 @@ class TrainSettings:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.05
     target_modules: str = DEFAULT_TARGETS  # comma-separated module names, or "all-linear"
-    learning_rate: float = 1e-3  # LoRA on small models: 2e-4 barely moves a 135M model in an epoch
+    learning_rate: float = 1e-3  # LoRA on a small model (the JSON demonstration used 2e-3)
     scheduler: str = "linear"
     warmup_ratio: float = 0.0
     epochs: float = 1.0
