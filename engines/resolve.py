@@ -145,8 +145,11 @@ class ModelResolver:
 
     def _adapter(self, ref: str, path: Path) -> Resolved:
         """An adapter folder resolves to its base (by the same rules), with the adapter to merge on load."""
-        base_ref = adapters.base_of(path)
-        if adapters.is_adapter(Path(base_ref).expanduser()) or base_ref == ref:
+        try:
+            base_ref = adapters.base_of(path)
+        except (LookupError, ValueError) as exc:  # an empty or unreadable adapter_config.json
+            raise ModelNotFound(f"cannot use the adapter {ref!r}: {exc}") from None
+        if adapters.is_adapter(Path(base_ref).expanduser()):
             raise ModelNotFound(f"the adapter {ref!r} names another adapter as its base ({base_ref!r})")
         base = self.resolve(base_ref)
         return Resolved(ref, base.location, base.source, adapter=str(path.resolve()))
