@@ -69,3 +69,19 @@ def test_rows_over_the_cutoff_are_counted_and_memory_is_checked(tmp_path, sharp_
 def test_bad_settings_are_refused_by_name(values, words):
     with pytest.raises(UserError, match=words.replace("[", r"\[").replace("]", r"\]")):
         TrainSettings.from_dict(values)
+
+
+def test_an_adapter_folder_resolves_to_its_base_or_says_why_not(tmp_path, sharp_llama, models_root):
+    import json
+
+    from engines.resolve import HubProbe, ModelNotFound, ModelResolver
+
+    resolver = ModelResolver((models_root, tmp_path), tmp_path, HubProbe(offline=True))
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(sharp_llama)}))
+    resolved = resolver.resolve(str(adapter))
+    assert (resolved.location, resolved.source, resolved.adapter) == (str(sharp_llama), "local folder", str(adapter))
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": ""}))
+    with pytest.raises(ModelNotFound, match="does not name its base model"):
+        resolver.resolve(str(adapter))
