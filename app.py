@@ -11,7 +11,17 @@ import gradio as gr
 from config import REPO_DIR, AppConfig
 from services import Services, build_services
 from serving.openai_api import ApiDeps, build_router
-from ui import chat_tab, compare_tab, datasets_tab, finetune_tab, history_tab, image_tab, index_tab, models_tab, text_tab
+from ui import (
+    chat_tab,
+    compare_tab,
+    datasets_tab,
+    finetune_tab,
+    history_tab,
+    image_tab,
+    index_tab,
+    models_tab,
+    text_tab,
+)
 from ui.chat_tab import ChatDeps
 from ui.common import PageLoad, text_slots
 from ui.compare_common import CompareDeps
@@ -51,7 +61,7 @@ def build_app(services: Services) -> gr.Blocks:
                                                            max_upload_mb=config.max_upload_mb))
             if services.compare is not None:
                 with gr.Tab("Compare", id="compare"):
-                    compare_tab.build(_compare_deps(services), owner, datasets.state)
+                    compare = compare_tab.build(_compare_deps(services), owner, datasets.state)
             with gr.Tab("History", id="history") as history_page:
                 history = history_tab.build(HistoryDeps(services.history, browser_id))
             with gr.Tab("Index", id="index"):
@@ -60,8 +70,10 @@ def build_app(services: Services) -> gr.Blocks:
             if services.finetune is not None:
                 with gr.Tab("Fine-tune", id="finetune"):
                     finetune = finetune_tab.build(_finetune_deps(services, datasets.state))
-                # finished adapters join the Chat and Text generation model lists as `base + adapter`
-                finetune_hooks = [*finetune.on_load, PageLoad(finetune.model_lists, [], [chat.model, text.model])]
+                # finished adapters join the Chat, Text generation and Compare model lists as `base + adapter`
+                lists = [chat.model, text.model, *(compare.side.models if services.compare is not None else [])]
+                tasks = ("chat", "text-generation", *["chat"] * (len(lists) - 2))
+                finetune_hooks = [*finetune.on_load, PageLoad(finetune.model_lists(tasks), [], lists)]
             with gr.Tab("Models", id="models"):
                 models = models_tab.build(_models_deps(services))
         for hook in (*history.on_load, *index.on_load, *models.on_load, *finetune_hooks):

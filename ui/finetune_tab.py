@@ -25,10 +25,11 @@ POLL_S = 2.0
 
 @dataclass
 class FinetuneTab:
-    """`model_lists` gives the Chat and Text generation model lists with the finished adapters, as `base + adapter`."""
+    """`model_lists(tasks)` gives a page-load handler that fills model lists (one per task: the catalog's models for
+    it) with the finished adapters after them, as `base + adapter`."""
 
     job: gr.Dropdown
-    model_lists: Callable[[], tuple[gr.Dropdown, gr.Dropdown]]
+    model_lists: Callable[[tuple[str, ...]], Callable[[], list[gr.Dropdown]]]
     on_load: list[PageLoad]
 
 
@@ -222,15 +223,14 @@ def build(deps: FinetuneDeps) -> FinetuneTab:
     v = _job_view()
     _wire(deps, f, settings, v, stats, examples, preview_btn, start_btn)
     _register_api(deps)
-    return FinetuneTab(job=v["job"], model_lists=bind(model_lists, deps=deps),
+    return FinetuneTab(job=v["job"], model_lists=lambda tasks: guarded(lambda: model_lists(tasks, deps=deps)),
                        on_load=[PageLoad(bind(on_load, deps=deps), [], [f["precision"], v["job"]])])
 
 
-def model_lists(*, deps: FinetuneDeps) -> tuple[gr.Dropdown, gr.Dropdown]:
-    """The Chat and Text generation model lists with the finished adapters after the catalog's models."""
+def model_lists(tasks: tuple[str, ...], *, deps: FinetuneDeps) -> list[gr.Dropdown]:
+    """Model lists (one per task) with the finished adapters after the catalog's models for that task."""
     adapters = [(a["label"], a["ref"]) for a in deps.service.adapters()]
-    return (gr.Dropdown(choices=[*deps.catalog.choices("chat"), *adapters]),
-            gr.Dropdown(choices=[*deps.catalog.choices("text-generation"), *adapters]))
+    return [gr.Dropdown(choices=[*deps.catalog.choices(task), *adapters]) for task in tasks]
 
 
 def _wire(deps: FinetuneDeps, f: dict, settings: dict, v: dict, stats, examples, preview_btn, start_btn) -> None:

@@ -72,7 +72,7 @@ def test_the_api_starts_watches_lists_and_refuses_clearly(app):
     assert adapters[0]["job"] == started["job_id"] and adapters[0]["label"].startswith(f"{base} + ")
     deps = FinetuneDeps(service=services.finetune, rows=services.finetune.rows, catalog=services.catalog,
                         upload=None, layout=services.finetune.layout, samples=[])
-    chat_models, text_models = model_lists(deps=deps)  # what a page load puts in the Chat and Text model lists
+    chat_models, text_models = model_lists(("chat", "text-generation"), deps=deps)  # what a page load shows
     assert (adapters[0]["label"], adapters[0]["ref"]) in chat_models.choices
     assert (adapters[0]["label"], adapters[0]["ref"]) in text_models.choices
     with pytest.raises(AppError, match="no column 'nope'"):
