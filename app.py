@@ -11,11 +11,22 @@ import gradio as gr
 from config import REPO_DIR, AppConfig
 from services import Services, build_services
 from serving.openai_api import ApiDeps, build_router
-from ui import chat_tab, compare_tab, datasets_tab, history_tab, image_tab, index_tab, models_tab, text_tab
+from ui import (
+    chat_tab,
+    compare_tab,
+    datasets_tab,
+    finetune_tab,
+    history_tab,
+    image_tab,
+    index_tab,
+    models_tab,
+    text_tab,
+)
 from ui.chat_tab import ChatDeps
-from ui.common import text_slots
+from ui.common import PageLoad, text_slots
 from ui.compare_common import CompareDeps
 from ui.datasets_tab import DatasetsDeps
+from ui.finetune_handlers import FinetuneDeps
 from ui.history_tab import HistoryDeps
 from ui.image_tab import ImageDeps
 from ui.index_tab import IndexDeps
@@ -50,14 +61,22 @@ def build_app(services: Services) -> gr.Blocks:
                                                            max_upload_mb=config.max_upload_mb))
             if services.compare is not None:
                 with gr.Tab("Compare", id="compare"):
-                    compare_tab.build(_compare_deps(services), owner, datasets.state)
+                    compare = compare_tab.build(_compare_deps(services), owner, datasets.state)
             with gr.Tab("History", id="history") as history_page:
                 history = history_tab.build(HistoryDeps(services.history, browser_id))
             with gr.Tab("Index", id="index"):
                 index = index_tab.build(IndexDeps(services.index, services.datasets, config.max_upload_mb << 20, owner))
+            finetune_hooks = []
+            if services.finetune is not None:
+                with gr.Tab("Fine-tune", id="finetune"):
+                    finetune = finetune_tab.build(_finetune_deps(services, datasets.state))
+                # finished adapters join the Chat, Text generation and Compare model lists as `base + adapter`
+                lists = [chat.model, text.model, *(compare.side.models if services.compare is not None else [])]
+                tasks = ("chat", "text-generation", *["chat"] * (len(lists) - 2))
+                finetune_hooks = [*finetune.on_load, PageLoad(finetune.model_lists(tasks), [], lists)]
             with gr.Tab("Models", id="models"):
                 models = models_tab.build(_models_deps(services))
-        for hook in (*history.on_load, *index.on_load, *models.on_load):
+        for hook in (*history.on_load, *index.on_load, *models.on_load, *finetune_hooks):
             hook.wire(demo)
         refresh = history.refresh
         history_page.select(refresh.fn, refresh.inputs, refresh.outputs, api_visibility="private")
@@ -99,6 +118,15 @@ def _compare_deps(services: Services) -> CompareDeps:
                        default_model=services.catalog.default("chat"), slots=text_slots(services.config))
 
 
+def _finetune_deps(services: Services, datasets_state: gr.State) -> FinetuneDeps:
+    catalog, browser = services.catalog, services.datasets
+    return FinetuneDeps(service=services.finetune, rows=services.finetune.rows, catalog=catalog,
+                        layout=services.finetune.layout,
+                        upload=lambda path: browser.open_upload("finetune", path, path.rsplit("/", 1)[-1])[0].source,
+                        samples=[(f"{s['title']} ({s['source']})", s["source"]) for s in browser.samples()],
+                        datasets_state=datasets_state)
+
+
 def preload(services: Services) -> None:
     """Load the default chat model in the background so the first message does not wait for it."""
     ref = services.catalog.default("chat")
@@ -130,6 +158,8 @@ def launch(services: Services, demo: gr.Blocks, block: bool = True) -> gr.Blocks
     mount_api(demo, services)
     if services.compare is not None:  # evaluation runs a restart (or a crash) interrupted go on
         services.compare.runner.resume_interrupted()
+    if services.finetune_jobs is not None:
+        services.finetune_jobs.start()  # resumes a job an earlier run of the app left queued or killed
     if config.preload:
         threading.Thread(target=preload, args=(services,), name="preload", daemon=True).start()
     if block:

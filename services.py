@@ -19,6 +19,9 @@ from engines.image import ImageEngine
 from engines.remote import RemoteTextEngine
 from engines.resolve import HubProbe, ModelResolver
 from engines.text import TextEngine
+from finetune.layout import Layout
+from finetune.manager import JobManager
+from finetune.service import FinetuneService, rows_from_browser
 from serving.limits import RateLimiter
 from serving.sessions import StopRegistry
 from store import CollectionIndex, HistoryStore
@@ -60,6 +63,8 @@ class Services:
     embedder: Embedder | None = None
     limiter: RateLimiter | None = None
     compare: CompareServices | None = None  # the Compare tab is shown when set
+    finetune: FinetuneService | None = None  # the Fine-tune tab's jobs (None: no tab)
+    finetune_jobs: JobManager | None = None  # their queue; started by app.launch
 
 
 def build_services(config: AppConfig) -> Services:
@@ -82,10 +87,21 @@ def build_services(config: AppConfig) -> Services:
     history = HistoryStore.from_config(config, embedder=embedder, yield_to=busy)
     index = CollectionIndex.from_config(config, embedder=embedder, yield_to=busy)
     image = ImageEngine(cache, resolver, placement, default_ref=catalog.default("text-to-image"))
+    datasets = DatasetBrowser.from_config(config)
+    jobs = JobManager(Layout(config.data_dir / "finetune"), busy=busy)  # training yields to generations too
+    finetune = FinetuneService(jobs.layout, jobs.store, resolver, rows_from_browser(datasets), _train_device)
     return Services(config=config, catalog=catalog, cache=cache, placement=placement, resolver=resolver, text=text,
-                    image=image, registry=registry, datasets=DatasetBrowser.from_config(config), history=history,
-                    index=index, embedder=embedder, limiter=limiter,
+                    image=image, registry=registry, datasets=datasets, history=history,
+                    index=index, embedder=embedder, limiter=limiter, finetune=finetune, finetune_jobs=jobs,
                     compare=build_compare(config, text, history))
+
+
+def _train_device() -> tuple[str, bool]:
+    """Where the training runner will train, and whether that device trains in bfloat16."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return ("cuda", torch.cuda.is_bf16_supported()) if cuda else ("cpu", False)
 
 
 def foreground_busy(registry: StopRegistry, quiet_s: float = 3.0, warmup_s: float = 10.0) -> Callable[[], bool]:

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from engines import adapters
 from engines.embedded import EMBEDDED, Progress, ensure_converted
 from errors import NotFound
 
@@ -33,6 +34,7 @@ class Resolved:
     name: str  # what the user asked for
     location: str  # folder path or hub id passed to from_pretrained
     source: str  # "local folder" | "hub cache" | "hub" | "embedded copy"
+    adapter: str = ""  # a LoRA adapter folder to merge into the model at `location` (its base)
 
     @property
     def local_only(self) -> bool:
@@ -135,9 +137,22 @@ class ModelResolver:
                                 f"with --allow-dir to allow it")
         if not path.is_dir():
             raise ModelNotFound(f"folder {ref!r} does not exist")
+        if adapters.is_adapter(path):
+            return self._adapter(ref, path)
         if not (path / "config.json").is_file() and not (path / "model_index.json").is_file():
             raise ModelNotFound(f"folder {ref!r} is not a model folder: expected config.json (or model_index.json)")
         return Resolved(ref, str(path.resolve()), "local folder")
+
+    def _adapter(self, ref: str, path: Path) -> Resolved:
+        """An adapter folder resolves to its base (by the same rules), with the adapter to merge on load."""
+        try:
+            base_ref = adapters.base_of(path)
+        except (LookupError, ValueError) as exc:  # an empty or unreadable adapter_config.json
+            raise ModelNotFound(f"cannot use the adapter {ref!r}: {exc}") from None
+        if adapters.is_adapter(Path(base_ref).expanduser()):
+            raise ModelNotFound(f"the adapter {ref!r} names another adapter as its base ({base_ref!r})")
+        base = self.resolve(base_ref)
+        return Resolved(ref, base.location, base.source, adapter=str(path.resolve()))
 
     @staticmethod
     def _hub_cache(repo_id: str) -> str | None:

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from engines import batching, omp, split_linear
+from engines import adapters, batching, omp, split_linear
 from engines.cache import Loaded, ModelCache
 from engines.device import Placement
 from engines.embedded import Progress
@@ -107,6 +107,8 @@ class TextEngine:
         tokenizer = AutoTokenizer.from_pretrained(resolved.location, **kw)
         p = self.placement() if callable(self.placement) else self.placement
         model = AutoModelForCausalLM.from_pretrained(resolved.location, dtype=p.dtype, device_map=p.device_map, **kw)
+        if resolved.adapter:
+            model = adapters.merge(model, resolved.adapter)
         model.eval()
         packed_bytes = 0
         if self.split_linear:
@@ -134,7 +136,7 @@ class TextEngine:
             dtype += " + packed copy"
         return Loaded(value=tm, task=TASK, device=str(model.device), dtype=dtype,
                       parameters=model.num_parameters(), memory_bytes=model.get_memory_footprint() + packed_bytes,
-                      source=resolved.source)
+                      source=f"{resolved.source} + {adapters.SERVED_AS}" if resolved.adapter else resolved.source)
 
     # -- generation ------------------------------------------------------------------------------------------
     @gpu
