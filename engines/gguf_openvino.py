@@ -51,12 +51,12 @@ def read_header(path: Path, name: str, fix: str) -> tuple[str, object]:
     try:
         reader = GGUFReader(path)
     except (ValueError, OSError, IndexError, KeyError) as exc:  # what the reader raises on bad magic or a short file
-        raise GGUFError(f"{name}: {path.name} is not a readable GGUF file ({exc}); {fix}") from exc
+        raise GGUFError(f"{name}: the GGUF file is damaged or truncated ({exc}); {fix}") from exc
     size = path.stat().st_size
     for tensor in reader.tensors:
         if tensor.data_offset + tensor.n_bytes > size:
-            raise GGUFError(f"{name}: {path.name} is truncated (tensor {tensor.name} ends after the file's "
-                            f"{size} bytes); {fix}")
+            raise GGUFError(f"{name}: the GGUF file is truncated (tensor {tensor.name} ends after its {size} "
+                            f"bytes); {fix}")
     field = reader.fields.get("general.architecture")
     arch = field.contents() if field is not None else "unknown"
     if arch not in SUPPORTED_ARCHITECTURES:

@@ -177,7 +177,7 @@ class OpenVINOBatcher:
     def _drop_stopped(self) -> None:
         """Requests whose stop flag is set end now: at most the token being computed is lost."""
         for req in [r for r in self._active if r.stop.is_set()]:
-            req.handle.drop()
+            req.handle.stop()
             self._finish(req)
 
     def _collect(self) -> None:
