@@ -21,6 +21,7 @@ import queue
 import threading
 import weakref
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,19 +229,16 @@ def load_folder(folder: Path, name: str, source: str, *, threads: int | None, ma
     The memory shown is what the process really gained: resident memory before and after loading and a first
     generation (which is when the engine lays out its weights).
     """
-    import openvino_genai as og
     import psutil
     from transformers import AutoConfig, AutoTokenizer
 
     process = psutil.Process(os.getpid())
     before = process.memory_info().rss
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    with ThreadPoolExecutor(1) as pool:  # the tokenizer loads while the engine compiles (a warm load is ~2 s)
+        tokenizer_job = pool.submit(AutoTokenizer.from_pretrained, folder)
+        pipe = _pipeline(folder, threads, max_batch, kv_cache_gb)
+        tokenizer = tokenizer_job.result()
     config = AutoConfig.from_pretrained(folder)
-    scheduler = og.SchedulerConfig()
-    scheduler.cache_size, scheduler.max_num_seqs = kv_cache_gb, max(1, max_batch)
-    scheduler.enable_prefix_caching = False  # shared across owners: see the module docstring
-    properties = dict(PROPERTIES, **({"INFERENCE_NUM_THREADS": threads} if threads else {}))
-    pipe = og.ContinuousBatchingPipeline(str(folder), scheduler, "CPU", properties)
     eos = config.eos_token_id
     eos_ids = sorted({*(eos if isinstance(eos, list) else [eos] if eos is not None else []),
                       *([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])})
@@ -254,6 +252,16 @@ def load_folder(folder: Path, name: str, source: str, *, threads: int | None, ma
     return Loaded(value=tm, task="text-generation", device="cpu", dtype=f"GGUF {built['main_type']}, f32 compute",
                   parameters=built["parameters"], memory_bytes=max(process.memory_info().rss - before, weights),
                   source=source, engine=ENGINE)
+
+
+def _pipeline(folder: Path, threads: int | None, max_batch: int, kv_cache_gb: int):
+    import openvino_genai as og
+
+    scheduler = og.SchedulerConfig()
+    scheduler.cache_size, scheduler.max_num_seqs = kv_cache_gb, max(1, max_batch)
+    scheduler.enable_prefix_caching = False  # shared across owners: see the module docstring
+    properties = dict(PROPERTIES, **({"INFERENCE_NUM_THREADS": threads} if threads else {}))
+    return og.ContinuousBatchingPipeline(str(folder), scheduler, "CPU", properties)
 
 
 def _warm_up(batcher: OpenVINOBatcher, tokenizer) -> None:
