@@ -115,13 +115,17 @@ def test_a_seed_gives_the_same_reply_alone_and_in_a_batch(engine):
 
 
 def test_one_owners_prompt_is_never_reused_for_another(engine):
-    # the engine's prefix cache is keyed by tokens alone, so it is off: the same long prompt sent by someone else
-    # is prefilled whole (with it on, the second prefill took a tenth of the time)
-    long = [{"role": "user", "content": "Summarize: " + "the quick brown fox jumps over the lazy dog. " * 120}]
+    # the engine's prefix cache is keyed by tokens alone, so it is off: a long prompt someone else sent before is
+    # prefilled as whole as one nobody sent (with the cache on, it took a tenth of the time)
+    def prompt(words: str) -> list[dict]:
+        return [{"role": "user", "content": "Summarize: " + words * 60}]
+
     one = GenerationParams(temperature=0, max_new_tokens=1)
-    first = run(engine, one, long, owner="browser:ann")[2].ttft_s
-    other = run(engine, one, long, owner="browser:bob")[2].ttft_s
-    assert other > 0.4 * first, (first, other)
+    run(engine, one, prompt("the quick brown fox jumps over the lazy dog. "), owner="browser:ann")
+    seen = run(engine, one, prompt("the quick brown fox jumps over the lazy dog. "), owner="browser:bob")[2]
+    fresh = run(engine, one, prompt("a slow green frog leaps under the busy cat. "), owner="browser:eve")[2]
+    assert abs(seen.prompt_tokens - fresh.prompt_tokens) < 20
+    assert seen.ttft_s > 0.4 * fresh.ttft_s, (seen.ttft_s, fresh.ttft_s)
     assert "prefix reuse off" in engine.load(MODEL).activity()
 
 
