@@ -13,6 +13,7 @@ from pathlib import Path
 REPO_DIR = Path(__file__).resolve().parent
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+ENGINES = ("auto", "torch", "openvino")
 
 
 def _env_bool(name: str, default: bool = False) -> bool:
@@ -79,10 +80,13 @@ class AppConfig:
     api_keys: tuple[str, ...] = ()
     rate_limit_per_min: int = 60
     request_timeout_s: float = 300.0
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not 0 < self.port < 65536:
@@ -139,6 +143,7 @@ class AppConfig:
             api_keys=tuple(k for k in args.api_key if k),
             rate_limit_per_min=args.rate_limit,
             request_timeout_s=args.request_timeout_s,
+            engine=args.engine,
         )
 
 
@@ -195,4 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests per minute per user (session, login or API key); 0 turns it off")
     p.add_argument("--request-timeout-s", type=float, default=float(env("PLAYGROUND_REQUEST_TIMEOUT_S", "300")),
                    help="a generation running longer is stopped")
+    p.add_argument("--engine", choices=ENGINES, default=env("PLAYGROUND_ENGINE", "auto"),
+                   help="text engine: openvino runs GGUF models (the embedded chat model included) quantized on the "
+                        "CPU; torch runs everything through transformers; auto: openvino on the CPU for GGUF "
+                        "models when installed, torch otherwise (env PLAYGROUND_ENGINE)")
     return p

@@ -31,6 +31,7 @@ class Loaded:
     parameters: int
     memory_bytes: int
     source: str = ""
+    engine: str = "torch"  # what runs it: torch (transformers, diffusers) or openvino (engines/openvino_text.py)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class CacheRow:
     in_use: int
     source: str
     activity: str = ""  # e.g. how many requests share a text model's batch
+    engine: str = "torch"
 
 
 def release_memory() -> None:
@@ -232,6 +234,7 @@ class ModelCache:
                     parameters=e.loaded.parameters, memory_mb=round(e.loaded.memory_bytes / 2**20, 1),
                     load_seconds=round(e.load_seconds, 2), idle_seconds=round(now - e.last_used, 1),
                     in_use=e.in_use, source=e.loaded.source, activity=_activity(e.loaded.value),
+                    engine=e.loaded.engine,
                 )
                 for k, e in self._entries.items()
             ]

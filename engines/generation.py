@@ -42,7 +42,9 @@ class TextModel:
         s = self.batcher.stats()
         reused = (f"; {s.reused_tokens} prompt tokens reused, prefix cache {s.prefix_bytes / 2**20:.0f} MB"
                   if s.reused_tokens else "")
-        return f"{s.running} running, {s.waiting} waiting (batch of up to {s.max_batch}; {s.served} served{reused})"
+        note = getattr(self.batcher, "note", "")
+        return (f"{s.running} running, {s.waiting} waiting (batch of up to {s.max_batch}; {s.served} served{reused})"
+                + (f"; {note}" if note else ""))
 
 
 @dataclass(frozen=True)

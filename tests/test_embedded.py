@@ -34,10 +34,26 @@ def real_app(tmp_path_factory, models_root):
 
 def test_default_model_resolves_offline_to_the_embedded_copy(real_app):
     services, _ = real_app
-    resolved = services.resolver.resolve(services.catalog.default("chat"))
-    assert resolved.source == "embedded copy"
-    tm = services.text.load(services.catalog.default("chat"))
-    assert tm.model.num_parameters() == 134_515_008
+    ref, gguf = services.catalog.default("chat"), services.text.uses_openvino()
+    assert services.resolver.resolve(ref, gguf=gguf).source == ("embedded GGUF" if gguf else "embedded copy")
+    services.text.load(ref)
+    row = next(r for r in services.cache.rows() if r.key == ref)
+    assert (row.engine, row.parameters) == ("openvino" if gguf else "torch", 134_515_008)
+
+
+def test_openai_client_streams_paris_with_probabilities(real_app):
+    import openai
+
+    _, url = real_app
+    api = openai.OpenAI(base_url=url + "v1", api_key="none", max_retries=0, timeout=60)
+    stream = api.chat.completions.create(model="HuggingFaceTB/SmolLM2-135M-Instruct", stream=True, logprobs=True,
+                                         messages=[{"role": "user", "content": QUESTION}], temperature=0,
+                                         max_tokens=24)
+    chunks = [c for c in stream if c.choices]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    logprobs = [t.logprob for c in chunks if c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert "Paris" in text and chunks[-1].choices[0].finish_reason == "stop"
+    assert logprobs and all(lp <= 0 for lp in logprobs) and max(logprobs) > -0.1
 
 
 def test_engine_answers_paris(real_app):

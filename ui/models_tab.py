@@ -18,10 +18,10 @@ from ui.common import PageLoad
 from ui.errors import to_gr_error
 from ui.protocols import ModelLoader
 
-COLUMNS = ["model", "task", "device", "dtype", "parameters (M)", "memory (MB)", "load time (s)", "idle (s)",
-           "in use", "source", "activity"]
+COLUMNS = ["model", "task", "device", "engine", "weights", "parameters (M)", "memory (MB)", "load time (s)",
+           "idle (s)", "in use", "source", "activity"]
 # shares of the table's width: every column in view on a laptop screen, long names and the batch line wrapped
-WIDTHS = ["19%", "9%", "6%", "11%", "8%", "6%", "5%", "5%", "5%", "7%", "19%"]
+WIDTHS = ["17%", "8%", "5%", "7%", "11%", "7%", "6%", "5%", "5%", "5%", "7%", "17%"]
 
 
 @dataclass
@@ -36,7 +36,8 @@ class ModelsDeps:
 
 def list_models(deps: ModelsDeps) -> tuple[list[list[Any]], str, gr.Dropdown]:
     """The loaded models as table rows, a memory summary, and the unload choices."""
-    rows = [[r.key, r.task, r.device, r.dtype, round(r.parameters / 1e6, 1), r.memory_mb, r.load_seconds,
+    # memory: resident bytes the load added for the OpenVINO engine, the weights' size for torch models
+    rows = [[r.key, r.task, r.device, r.engine, r.dtype, round(r.parameters / 1e6, 1), r.memory_mb, r.load_seconds,
              r.idle_seconds, r.in_use, r.source, r.activity] for r in deps.cache.rows()]
     rss = psutil.Process(os.getpid()).memory_info().rss / 2**20
     loading = deps.cache.loading()
