@@ -157,8 +157,8 @@ class GenerationRun:
                     break
                 if kind == "error":
                     raise GenerationError(f"the model failed after {n} tokens: {value}", partial=text) from value
-                if reason == "stop_string":  # the model ran on a token or two before it saw the stop flag
-                    continue
+                if reason == "stop_string" or self.stop.is_set():
+                    continue  # the model ran on a token or two before it saw the flag: Stop means no more text
                 n += 1
                 piece = decoder.push(value)
                 delta = piece

@@ -185,6 +185,10 @@ class OpenVINOBatcher:
         import openvino_genai as og
 
         for req in list(self._active):
+            if req.stop.is_set():  # stopped during this step: its token is not sent
+                req.handle.stop()
+                self._finish(req)
+                continue
             if req.handle.can_read():
                 for output in req.handle.read().values():
                     logprobs = output.generated_log_probs if req.with_probs else []

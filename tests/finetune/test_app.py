@@ -148,9 +148,16 @@ def _fill_dropdown(page, label: str, value: str) -> None:
 
 
 def _fill_number(page, label: str, value: str) -> None:
+    """Type a number the way a person does; again if the box was re-rendered under the typing (an accordion's
+    contents mount after it opens, later on a busy machine, and a new input starts from the default)."""
     box = page.get_by_label(label, exact=True)
-    box.fill(value)
-    box.press("Tab")
+    for _ in range(20):
+        box.fill(value)
+        box.press("Tab")
+        time.sleep(0.1)
+        if box.input_value() == value:
+            return
+    raise AssertionError(f"{label} kept {box.input_value()!r} instead of {value!r}")
 
 
 def _wait_plotted_until(plot, condition, timeout: float = 60) -> int:
