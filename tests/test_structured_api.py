@@ -207,5 +207,63 @@ def test_the_embedded_model_on_openvino_answers_in_schema_and_calls_tools(embedd
     call = chat(api, model, "What is the weather in Paris?", tools=TOOLS, tool_choice="required",
                 temperature=0).choices[0].message.tool_calls[0]
     assert check_call(call)["city"] == "Paris"
+    fmt = {"format": {"type": "json_schema", "name": "person", "schema": PERSON, "strict": True}}
+    shaped = api.responses.create(model=model, input="Describe a pilot as JSON with name and age.", text=fmt,
+                                  temperature=0, max_output_tokens=80)
+    jsonschema.validate(json.loads(shaped.output_text), PERSON)
     with pytest.raises(openai.BadRequestError):
         chat(api, model, extra_body={"guided_regex": "(("})
+
+
+FLAT_TOOLS = [{"type": "function", "name": t["function"]["name"], "description": t["function"]["description"],
+               "parameters": CITY, "strict": True} for t in TOOLS]
+
+
+def test_responses_give_text_and_schema_output_streamed_and_not(tiny):
+    api, model = tiny
+    plain = api.responses.create(model=model, input="hello world", max_output_tokens=8, temperature=0)
+    assert plain.status in ("completed", "incomplete") and plain.output_text == plain.output[0].content[0].text
+    assert plain.usage.output_tokens > 0
+    fmt = {"format": {"type": "json_schema", "name": "person", "schema": PERSON, "strict": True}}
+    shaped = api.responses.create(model=model, input="a person", instructions="Answer in JSON", text=fmt,
+                                  max_output_tokens=80, temperature=1.0)
+    jsonschema.validate(json.loads(shaped.output_text), PERSON)
+    events = list(api.responses.create(model=model, input="a person", text=fmt, max_output_tokens=80,
+                                       temperature=1.0, stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    jsonschema.validate(json.loads(text), PERSON)
+    assert events[-1].response.output_text == text
+
+
+def test_responses_call_functions_and_take_their_output_back(tiny):
+    api, model = tiny
+    reply = api.responses.create(model=model, input="weather in paris?", tools=FLAT_TOOLS, tool_choice="required",
+                                 max_output_tokens=80, temperature=1.0)
+    call = reply.output[0]
+    assert call.type == "function_call" and call.name in ("get_weather", "get_time")
+    jsonschema.validate(json.loads(call.arguments), CITY)
+    events = list(api.responses.create(model=model, input="weather?", tools=FLAT_TOOLS, stream=True,
+                                       tool_choice={"type": "function", "name": "get_time"}, max_output_tokens=80))
+    done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert len(done) == 1 and "city" in json.loads(done[0].arguments)
+    assert events[-1].response.output[0].name == "get_time"
+    follow = api.responses.create(model=model, tools=FLAT_TOOLS, tool_choice="none", max_output_tokens=8,
+                                  input=[{"role": "user", "content": "weather in paris?"},
+                                         {"type": "function_call", "call_id": call.call_id, "name": call.name,
+                                          "arguments": call.arguments},
+                                         {"type": "function_call_output", "call_id": call.call_id,
+                                          "output": '{"celsius": 21}'}])
+    assert follow.output[0].type == "message" and follow.output_text
+
+
+def test_responses_refuse_a_bad_schema_and_previous_response_id(tiny):
+    api, model = tiny
+    with pytest.raises(openai.BadRequestError) as info:
+        api.responses.create(model=model, input="x", text={"format": {"type": "json_schema", "name": "p",
+                                                                      "schema": {"type": "objekt"}}})
+    assert info.value.body["param"] == "text.format.schema"
+    with pytest.raises(openai.BadRequestError) as info:
+        api.responses.create(model=model, input="x", previous_response_id="resp_1")
+    assert info.value.body["param"] == "previous_response_id"
