@@ -95,3 +95,21 @@ def test_the_chat_endpoint_takes_an_output_format(tmp_path, models_root, engine)
         assert message_text(shown[-1]) in ("alpha", "beta")
     finally:
         demo.close()
+
+
+def test_the_tools_panel_shows_the_call_takes_the_result_and_the_chat_goes_on(engine):
+    from ui import chat_tools
+
+    text, model = engine
+    deps = ChatDeps(engine=text, registry=StopRegistry(), max_new_tokens=256)
+    shown, history, _ = last(chat_tools.ask_with_tools("weather in paris?", [], "", model, *SAMPLED,
+                                                        deps=deps))
+    call = json.loads(shown[-1]["content"])
+    assert call["name"] == "get_weather" and isinstance(call["arguments"]["city"], str)
+    shown, history, stats = last(chat_tools.send_result('{"celsius": 21}', history, "", model, *SAMPLED,
+                                                         deps=deps))
+    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
+    assert history[2]["content"] == 'Function result: {"celsius": 21}' and stats["generated_tokens"] > 0
+    with pytest.raises(gr.Error, match="Tools: .*not a valid JSON schema"):
+        last(chat_tools.ask_with_tools("hi", [], "", model, *SAMPLED, json.dumps(
+            [{"name": "f", "parameters": {"type": "objekt"}}]), deps=deps))

@@ -298,6 +298,9 @@ def build(deps: ChatDeps) -> ChatTab:
                                api_visibility="private")
     outputs = [ui["chatbot"], ui["history"], ui["stats"]]
     _wire_generation(ui, settings, outputs, deps, slots=deps.slots)
+    from ui.chat_tools import build_tools  # it builds on this module's handlers
+
+    build_tools(ui, [ui["system"], ui["model"], *controls.components()], owner, deps)
     ui["stop"].click(bind(stop, registry=deps.registry), None, ui["stop_status"], api_name="stop",
                      concurrency_limit=None)
     ui["new"].click(lambda: ([], [], {}, ""), None, [*outputs, ui["info"]], api_name="clear")
