@@ -5,7 +5,9 @@ default OpenVINO engine. Invalid constraints are 400s naming the field."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import threading
 
 import jsonschema
@@ -14,6 +16,10 @@ import pytest
 from helpers import fake_services, make_config, start_app
 from openai.types.chat import ChatCompletionMessageToolCall
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
 PERSON = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
                                            "age": {"type": "integer", "minimum": 0, "maximum": 120}},
           "required": ["name", "age"], "additionalProperties": False}
@@ -40,12 +46,12 @@ def start(tmp_path_factory, models_root, engine_kind: str):
                         engine=engine_kind, threads=2 if engine_kind == "openvino" else None)
     services = fake_services(config, engine)
     demo, url = start_app(services)
-    return demo, openai.OpenAI(base_url=url + "v1", api_key="none", max_retries=0, timeout=120)
+    return demo, openai.OpenAI(base_url=url + "v1", api_key="none", max_retries=0, timeout=120), url
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, models_root, sharp_llama):
-    demo, api = start(tmp_path_factory, models_root, "torch")
+    demo, api, _ = start(tmp_path_factory, models_root, "torch")
     yield api, str(sharp_llama)
     demo.close()
 
@@ -189,14 +195,14 @@ def embedded(tmp_path_factory, models_root):
 
     if importlib.util.find_spec("openvino_genai") is None:
         pytest.skip("openvino-genai is not installed")
-    demo, api = start(tmp_path_factory, models_root, "openvino")
-    yield api, "HuggingFaceTB/SmolLM2-135M-Instruct"
+    demo, api, url = start(tmp_path_factory, models_root, "openvino")
+    yield api, "HuggingFaceTB/SmolLM2-135M-Instruct", url
     demo.close()
 
 
 @pytest.mark.embedded
 def test_the_embedded_model_on_openvino_answers_in_schema_and_calls_tools(embedded):
-    api, model = embedded
+    api, model, _ = embedded
     for who in ("a doctor", "a teacher"):
         reply = chat(api, model, f"Describe {who} as JSON with name and age.", response_format=PERSON_FORMAT,
                      temperature=0)
@@ -267,3 +273,28 @@ def test_responses_refuse_a_bad_schema_and_previous_response_id(tiny):
     with pytest.raises(openai.BadRequestError) as info:
         api.responses.create(model=model, input="x", previous_response_id="resp_1")
     assert info.value.body["param"] == "previous_response_id"
+
+
+@pytest.mark.embedded
+@pytest.mark.browser
+@pytest.mark.skipif(not shutil.which("chromium") and not os.path.exists(CHROMIUM),
+                    reason="Debian chromium is not installed (make browser-deps)")
+def test_in_the_browser_a_choice_list_output_format_holds_the_chat_reply(embedded):
+    from playwright.sync_api import expect, sync_playwright
+
+    _, _, url = embedded
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url, wait_until="load")
+        box = page.locator("#chat-message textarea")
+        expect(box).to_be_visible(timeout=30_000)
+        page.get_by_text("Output format").locator("visible=true").first.click()
+        page.get_by_label("Choice list").locator("visible=true").first.check()
+        expect(page.get_by_text("exactly one of these lines").locator("visible=true").first).to_be_visible()
+        box.fill("I loved this film, it was wonderful. Is this review positive, negative or neutral?")
+        box.press("Enter")
+        expect(page.locator("#chat-info")).to_contain_text("tokens/s", timeout=60_000)
+        reply = page.locator(".bot, [data-testid='bot']").last.inner_text().strip()
+        browser.close()
+    assert reply in ("positive", "negative", "neutral")
