@@ -18,12 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 40},
