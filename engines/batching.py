@@ -56,6 +56,7 @@ class BatchRequest:
     done: bool = False
     seen: set[int] = field(default_factory=set)  # distinct token ids so far, for the repetition penalty
     generator: torch.Generator | None = None
+    matcher: object | None = None  # xgrammar's GrammarMatcher when the output is constrained
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,15 @@ class Batcher:
 
     # -- the caller's side ----------------------------------------------------------------------------------
     def submit(self, ids: list[int], params: GenerationParams, seed: int, stop: threading.Event,
-               with_probs: bool = False, owner: str = "") -> BatchRequest:
-        """Queue a generation; its tokens arrive on the returned request's `out` queue."""
+               with_probs: bool = False, owner: str = "", constraint=None, matcher=None) -> BatchRequest:
+        """Queue a generation; its tokens arrive on the returned request's `out` queue.
+
+        A constrained request brings its xgrammar `matcher` (its `constraint` is for engines that compile their own).
+        """
         if not ids:
             raise InvalidInput("the prompt has no tokens")
-        req = BatchRequest(ids=list(ids), params=params, seed=seed, stop=stop, with_probs=with_probs, owner=owner)
+        req = BatchRequest(ids=list(ids), params=params, seed=seed, stop=stop, with_probs=with_probs, owner=owner,
+                           matcher=matcher)
         with self._cond:
             if self._closing:
                 raise Unavailable("the model is shutting down; send the request again")
@@ -288,8 +293,9 @@ class Batcher:
         self._emit(self._active, logits)
 
     def _emit(self, reqs: list[BatchRequest], logits: torch.Tensor) -> None:
-        """Each request's next token from its row of `logits`, picked together."""
+        """Each request's next token from its row of `logits`, picked together (constrained rows masked first)."""
         try:
+            _mask_constrained(reqs, logits)
             picks = pick_tokens(logits, [r.params for r in reqs], [r.seen for r in reqs],
                                 [r.generator for r in reqs], [r.with_probs for r in reqs])
         except Exception as exc:  # the shared part failed: no request can go on
@@ -301,13 +307,18 @@ class Batcher:
                 req.out.put(("error", pick, None))
                 continue
             token, prob = pick
+            if req.matcher is not None and not req.matcher.accept_token(token):
+                req.done = req.failed = True
+                req.out.put(("error", RuntimeError(f"the grammar refused token {token} it had allowed"), None))
+                continue
             req.generated += 1
             req.next_token = token
             req.tokens.append(token)
             if req.params.repetition_penalty != 1.0:
                 req.seen.add(token)
             req.out.put(("token", token, prob))
-            if token in self.eos or req.generated >= req.params.max_new_tokens:
+            ended = req.matcher is not None and req.matcher.is_terminated()
+            if ended or token in self.eos or req.generated >= req.params.max_new_tokens:
                 req.done = True
                 req.out.put(("end", None, None))
 
@@ -337,6 +348,19 @@ class Batcher:
         for layer in self._cache.layers:
             layer.keys = layer.keys[index, :, cut:]
             layer.values = layer.values[index, :, cut:]
+
+
+def _mask_constrained(reqs: list[BatchRequest], logits: torch.Tensor) -> None:
+    """Set the scores of tokens each constrained row's grammar forbids to -inf; free rows are left alone."""
+    rows = [i for i, r in enumerate(reqs) if r.matcher is not None]
+    if not rows:
+        return
+    import xgrammar as xgr
+
+    bitmask = xgr.allocate_token_bitmask(len(reqs), logits.shape[-1])
+    for i in rows:
+        reqs[i].matcher.fill_next_token_bitmask(bitmask, i)
+    xgr.apply_token_bitmask_inplace(logits, bitmask, indices=rows)
 
 
 def _row_layers(cache, row: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from engines.constraints import Constraint
 from engines.params import GenerationParams
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,17 @@ class TextModel:
     context_length: int
     eos_ids: list[int]
     batcher: object | None = None  # a engines.batching.Batcher when concurrent requests can share forward passes
+    compiler: object | None = field(default=None, repr=False)  # xgrammar's, built at the first constrained request
+
+    def compiled(self, constraint):
+        """`constraint` compiled against this model's vocabulary (torch path; OpenVINO compiles its own)."""
+        import xgrammar as xgr
+
+        if self.compiler is None:
+            vocab = getattr(getattr(self.model, "config", None), "vocab_size", None)
+            info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=vocab, stop_token_ids=self.eos_ids)
+            self.compiler = xgr.GrammarCompiler(info, max_threads=1)
+        return self.compiler.compile_grammar(constraint.grammar())
 
     def activity(self) -> str:
         """What the model is doing now, for the Models tab."""
@@ -81,11 +93,14 @@ class GenerationRun:
         stop_strings: generation ends when the text reaches one of these (not included in the output).
         with_probs: record each token's probability.
         owner: who asks (a person, an API key): in a batch, only their own earlier prompts are reused.
+        constraint: what the output must match (engines/constraints.py), or None for free text.
     """
 
     def __init__(self, tm: TextModel, ids: list[int], params: GenerationParams, stop: threading.Event,
-                 stop_strings: tuple[str, ...] = (), with_probs: bool = False, owner: str = ""):
+                 stop_strings: tuple[str, ...] = (), with_probs: bool = False, owner: str = "",
+                 constraint: Constraint | None = None):
         self.tm, self.ids, self.params, self.stop, self.owner = tm, ids, params, stop, owner
+        self.constraint = constraint
         self.stop_strings = tuple(s for s in stop_strings if s)
         self.with_probs = with_probs
         self.seed = params.seed if params.seed >= 0 else random.randrange(2**31)
@@ -105,8 +120,13 @@ class GenerationRun:
             eos_token_id=self.tm.eos_ids or None, pad_token_id=(self.tm.eos_ids or [0])[0],
             repetition_penalty=p.repetition_penalty,
         )
-        if recorder is not None:
-            kwargs["logits_processor"] = LogitsProcessorList([recorder])
+        processors = [recorder] if recorder is not None else []
+        if self.constraint is not None:  # before the recorder: the probability is the constrained one
+            from xgrammar.contrib.hf import LogitsProcessor
+
+            processors.insert(0, LogitsProcessor(self.tm.compiled(self.constraint)))
+        if processors:
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
         if p.greedy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
@@ -115,7 +135,8 @@ class GenerationRun:
 
     def _start(self):
         if self.tm.batcher is not None:
-            return self.tm.batcher.submit(self.ids, self.params, self.seed, self.stop, self.with_probs, self.owner)
+            return self.tm.batcher.submit(self.ids, self.params, self.seed, self.stop, self.with_probs, self.owner,
+                                          constraint=self.constraint, matcher=self._matcher())
         import torch
 
         from engines.streaming import ProbabilityRecorder, QueueStreamer
@@ -141,6 +162,14 @@ class GenerationRun:
         self.thread = threading.Thread(target=work, name="generate", daemon=True)
         self.thread.start()
         return streamer
+
+    def _matcher(self):
+        """The torch batcher's per-request matcher; OpenVINO's batcher takes the constraint itself."""
+        if self.constraint is None or getattr(self.tm.batcher, "compiles_constraints", False):
+            return None
+        import xgrammar as xgr
+
+        return xgr.GrammarMatcher(self.tm.compiled(self.constraint))
 
     def stream(self, model_name: str, start: float, trim: dict[str, int]) -> Iterator[StreamUpdate]:
         """Yield updates as tokens arrive; the last one carries the stats."""

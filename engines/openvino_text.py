@@ -27,6 +27,7 @@ from pathlib import Path
 
 from engines.batching import BatchStats, QueueFull
 from engines.cache import Loaded
+from engines.constraints import Constraint
 from engines.generation import TextModel
 from engines.gguf_openvino import facts
 from engines.params import GenerationParams
@@ -57,6 +58,7 @@ class OVRequest:
     stop: threading.Event
     with_probs: bool = False
     owner: str = ""  # kept for the interface: this engine shares no prompt's cache between requests
+    constraint: Constraint | None = None  # compiled by the engine itself (its structured output)
     out: queue.Queue = field(default_factory=queue.Queue)
     handle: object = None
     generated: int = 0
@@ -73,6 +75,7 @@ class OpenVINOBatcher:
     """
 
     note = "prefix reuse off (the engine's cache is shared across people)"
+    compiles_constraints = True  # constraints go to the engine's own structured output, not an xgrammar matcher
 
     def __init__(self, pipe, eos_ids: list[int], *, max_batch: int = 8, max_waiting: int = 64):
         self.pipe, self.eos_ids = pipe, eos_ids
@@ -86,11 +89,12 @@ class OpenVINOBatcher:
         _LIVE.add(self)
 
     def submit(self, ids: list[int], params: GenerationParams, seed: int, stop: threading.Event,
-               with_probs: bool = False, owner: str = "") -> OVRequest:
+               with_probs: bool = False, owner: str = "", constraint: Constraint | None = None,
+               matcher: None = None) -> OVRequest:
         """Queue a generation; its tokens arrive on the returned request's `out` queue."""
         if not ids:
             raise InvalidInput("the prompt has no tokens")
-        req = OVRequest(list(ids), params, seed, stop, with_probs, owner)
+        req = OVRequest(list(ids), params, seed, stop, with_probs, owner, constraint)
         with self._cond:
             if self._closing:
                 raise Unavailable("the model is shutting down; send the request again")
@@ -223,7 +227,38 @@ def generation_config(req: OVRequest, eos_ids: list[int]):
         if p.top_k:
             config.top_k = p.top_k
     config.logprobs = 1 if req.with_probs else 0
+    if req.constraint is not None:
+        config.structured_output_config = structured_output(req.constraint)
     return config
+
+
+def structured_output(constraint: Constraint):
+    """The engine's structured output settings for a constraint already checked by engines/constraints.py."""
+    import openvino_genai as og
+
+    from engines.constraints import FREE_TEXT
+
+    config = og.StructuredOutputConfig
+    if constraint.kind == "json_or_text":  # the engine's own union: its xgrammar is older than the one we check with
+        return config(compound_grammar=config.Union(config.JSONSchema(constraint.text), config.Regex(FREE_TEXT)))
+    return config(**{constraint.kind: constraint.text})
+
+
+def ensure_tokenizer(folder: Path) -> None:
+    """Write the engine's own tokenizer models beside the model once: its structured output reads the vocabulary
+    from them (without them every constrained request fails with \"the tokenizer has no vocabulary entries\")."""
+    if (folder / "openvino_tokenizer.xml").exists() and (folder / "openvino_detokenizer.xml").exists():
+        return
+    import openvino as ov
+    import openvino_tokenizers
+    from transformers import AutoTokenizer
+
+    tokenizer, detokenizer = openvino_tokenizers.convert_tokenizer(AutoTokenizer.from_pretrained(folder),
+                                                                   with_detokenizer=True)
+    for name, model in (("openvino_tokenizer", tokenizer), ("openvino_detokenizer", detokenizer)):
+        ov.save_model(model, folder / f"{name}.tmp.xml")
+        for suffix in (".xml", ".bin"):  # renamed last, so a half-written pair is never taken for a whole one
+            (folder / f"{name}.tmp{suffix}").replace(folder / f"{name}{suffix}")
 
 
 def load_folder(folder: Path, name: str, source: str, *, threads: int | None, max_batch: int,
@@ -238,6 +273,7 @@ def load_folder(folder: Path, name: str, source: str, *, threads: int | None, ma
 
     process = psutil.Process(os.getpid())
     before = process.memory_info().rss
+    ensure_tokenizer(folder)
     with ThreadPoolExecutor(1) as pool:  # the tokenizer loads while the engine compiles (a warm load is ~2 s)
         tokenizer_job = pool.submit(AutoTokenizer.from_pretrained, folder)
         pipe = _pipeline(folder, threads, max_batch, kv_cache_gb)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from engines import adapters, batching, gguf_openvino, omp, openvino_text, split_linear
 from engines.cache import Loaded, ModelCache
+from engines.constraints import Constraint
 from engines.device import Placement
 from engines.embedded import Progress
 from engines.generation import GenerationError, GenerationRun, GenerationStats, StreamUpdate, TextModel
@@ -175,7 +176,8 @@ class TextEngine:
     @gpu
     def chat(self, ref: str, messages: list[dict], params: GenerationParams,
              stop: threading.Event | None = None, with_probs: bool = False,
-             stop_strings: tuple[str, ...] = (), owner: str = "") -> Iterator[StreamUpdate]:
+             stop_strings: tuple[str, ...] = (), owner: str = "",
+             constraint: Constraint | None = None) -> Iterator[StreamUpdate]:
         """Stream the assistant's reply to `messages` (role/content dicts, optionally led by a system message).
 
         The oldest turns are dropped when the conversation does not fit; the final update's stats say how many.
@@ -184,21 +186,23 @@ class TextEngine:
         for i, m in enumerate(messages):
             require_text(m["content"], f"message {i + 1}")
         if ref in self.remote:  # the remote server applies its own template and context limit
+            _no_remote_constraint(ref, constraint)
             yield from self.remote.chat(ref, messages, params, stop, with_probs, stop_strings)
             return
         with self.cache.use(ref, lambda: self._load(ref, None)) as tm:
             start = time.perf_counter()
             ids, trimmed = self._chat_ids(tm, messages, params.max_new_tokens)
             yield from self._stream(ref, tm, ids, params, stop, stop_strings, with_probs, start, owner,
-                                    trimmed_messages=trimmed)
+                                    constraint, trimmed_messages=trimmed)
 
     @gpu
     def complete(self, ref: str, prompt: str, params: GenerationParams, stop_strings: tuple[str, ...] = (),
                  stop: threading.Event | None = None, with_probs: bool = False,
-                 owner: str = "") -> Iterator[StreamUpdate]:
+                 owner: str = "", constraint: Constraint | None = None) -> Iterator[StreamUpdate]:
         """Stream a raw continuation of `prompt`; a prompt longer than the budget keeps its last tokens."""
         require_text(prompt, "the prompt")
         if ref in self.remote:
+            _no_remote_constraint(ref, constraint)
             yield from self.remote.complete(ref, prompt, params, stop_strings, stop, with_probs)
             return
         with self.cache.use(ref, lambda: self._load(ref, None)) as tm:
@@ -207,7 +211,7 @@ class TextEngine:
             budget = self._budget(tm, params.max_new_tokens)
             cut = max(0, len(ids) - budget)
             yield from self._stream(ref, tm, ids[cut:], params, stop, stop_strings, with_probs, start, owner,
-                                    trimmed_prompt_tokens=cut)
+                                    constraint, trimmed_prompt_tokens=cut)
 
     def is_loaded(self, ref: str) -> bool:
         return ref in self.cache or ref in self.remote
@@ -246,9 +250,16 @@ class TextEngine:
 
     def _stream(self, ref: str, tm: TextModel, ids: list[int], params: GenerationParams,
                 stop: threading.Event | None, stop_strings: tuple[str, ...], with_probs: bool, start: float,
-                owner: str = "", **trim: int) -> Iterator[StreamUpdate]:
-        run = GenerationRun(tm, ids, params, stop or threading.Event(), stop_strings, with_probs, owner)
+                owner: str = "", constraint: Constraint | None = None, **trim: int) -> Iterator[StreamUpdate]:
+        run = GenerationRun(tm, ids, params, stop or threading.Event(), stop_strings, with_probs, owner, constraint)
         yield from run.stream(ref, start, trim)
+
+
+def _no_remote_constraint(ref: str, constraint: Constraint | None) -> None:
+    """Refuse rather than forward: the remote server might ignore the constraint and answer unconstrained."""
+    if constraint is not None:
+        raise InvalidInput(f"{ref} runs on a remote server, which this app cannot make follow a {constraint.label} "
+                           f"constraint; pick a local model or send the request without one")
 
 
 def _packing_budget() -> int:

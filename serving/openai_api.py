@@ -19,9 +19,13 @@ from serving.openai_responses import (
     EmbeddingList,
     ImageList,
     ModelList,
+    ResponseEvent,
+    ResponseObject,
     TextCompletion,
     responses,
 )
+from serving.openai_responses_endpoint import ResponsesBody
+from serving.openai_responses_endpoint import responses as responses_endpoint
 from serving.openai_schema import ChatBody, CompletionBody, EmbeddingBody, ImageBody
 from serving.openai_text import chat_completions, completions
 
@@ -43,6 +47,10 @@ def build_router(deps: ApiDeps) -> APIRouter:
     @router.post("/chat/completions", responses=responses(ChatCompletion, ChatCompletionChunk))
     async def chat(body: ChatBody, request: Request):
         return await chat_completions(body, request, deps)
+
+    @router.post("/responses", responses=responses(ResponseObject, ResponseEvent))
+    async def respond(body: ResponsesBody, request: Request):
+        return await responses_endpoint(body, request, deps)
 
     @router.post("/completions", responses=responses(TextCompletion, TextCompletion))
     async def complete(body: CompletionBody, request: Request):

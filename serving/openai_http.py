@@ -169,8 +169,10 @@ def sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
 
 
-def sse_response(run: TextRun, first: StreamUpdate | None, head: list[dict], piece, tail) -> StreamingResponse:
-    """Server-sent events: `head`, then `piece(update)` for each update that gives one, then `tail(stats)`.
+def sse_response(run: TextRun, first: StreamUpdate | None, head: list[dict], piece, tail,
+                 done: bool = True) -> StreamingResponse:
+    """Server-sent events: `head`, then `piece(update)` for each update that gives one, then `tail(stats)`, then
+    `[DONE]` (which the Responses API does not send: `done=False`).
 
     A failure mid-stream arrives as an error event: the status line has been sent already.
     """
@@ -189,7 +191,8 @@ def sse_response(run: TextRun, first: StreamUpdate | None, head: list[dict], pie
             return
         for data in tail(stats):
             yield sse(data)
-        yield sse("[DONE]")
+        if done:
+            yield sse("[DONE]")
     return StreamingResponse(events(), media_type="text/event-stream")
 
 

@@ -44,14 +44,15 @@ class ModelList(BaseModel):
 
 class ChatMessageOut(BaseModel):
     role: Literal["assistant"]
-    content: str
+    content: str | None  # None when the reply is a tool call
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class ChatChoice(BaseModel):
     index: int
     message: ChatMessageOut
     logprobs: dict[str, Any] | None
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length", "tool_calls"]
 
 
 class ChatCompletion(BaseModel):
@@ -67,7 +68,7 @@ class ChunkChoice(BaseModel):
     index: int
     delta: dict[str, Any]
     logprobs: dict[str, Any] | None = None
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: Literal["stop", "length", "tool_calls"] | None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -93,6 +94,25 @@ class TextCompletion(BaseModel):
     model: str
     choices: list[TextChoice]
     usage: Usage | None = None
+
+
+class ResponseObject(BaseModel):
+    """/v1/responses (serving/openai_responses_endpoint.py): output items are OpenAI's message and function_call."""
+
+    id: str
+    object: Literal["response"]
+    created_at: int
+    model: str
+    status: Literal["completed", "incomplete", "in_progress"]
+    output: list[dict[str, Any]]
+    usage: dict[str, Any] | None = None
+
+
+class ResponseEvent(BaseModel):
+    """One event of a streamed /v1/responses: response.created ... response.completed."""
+
+    type: str
+    sequence_number: int
 
 
 class Embedding(BaseModel):

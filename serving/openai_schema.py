@@ -1,11 +1,12 @@
 """Request bodies of the OpenAI-compatible API, and turning them into the app's own validated parameters.
 
-Unknown fields are accepted and ignored (clients send many); fields this server cannot honour (n > 1, tools,
-images in messages) are refused with a message naming them.
+Unknown fields are accepted and ignored (clients send many); fields this server cannot honour (n > 1, images in
+messages) are refused with a message naming them.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Annotated, Any, Literal
@@ -66,6 +67,9 @@ class ChatBody(SamplingFields):
     max_completion_tokens: int | None = None
     logprobs: bool = False
     stream_options: dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
 
 
 class CompletionBody(SamplingFields):
@@ -73,6 +77,7 @@ class CompletionBody(SamplingFields):
     logprobs: int | None = None
     echo: bool = False
     stream_options: dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
 
 
 TEXTS_SCHEMA = {"anyOf": [{"type": "string", "pattern": r"\S"}, {"type": "array", "minItems": 1, "maxItems": 512,
@@ -131,11 +136,12 @@ def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
         raise ApiError(400, "messages is empty: send at least one user message", param="messages")
     out = []
     for i, m in enumerate(messages):
+        m = _tool_turn(m)
         role = m.get("role")
         role = "system" if role == "developer" else role
         if not isinstance(role, str) or role not in ("system", "user", "assistant"):
-            raise ApiError(400, f"messages[{i}].role must be system, developer, user or assistant; got "
-                                f"{m.get('role')!r} (tools are not supported)", param=f"messages[{i}].role")
+            raise ApiError(400, f"messages[{i}].role must be system, developer, user, assistant or tool; got "
+                                f"{m.get('role')!r}", param=f"messages[{i}].role")
         content = m.get("content")
         if isinstance(content, list):
             if any(not isinstance(p, dict) or p.get("type") != "text" or not isinstance(p.get("text", ""), str)
@@ -151,6 +157,25 @@ def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
         raise ApiError(400, "the last message must not be the assistant's: there is nothing to answer",
                        param="messages")
     return out
+
+
+def _tool_turn(m: dict[str, Any]) -> dict[str, Any]:
+    """Tool turns as text the model's template takes: an assistant's call as the JSON it generated (see
+    serving/openai_structured.py), a tool's result as a user turn that says what it is."""
+    if m.get("role") == "tool":
+        content = m.get("content")
+        text = content if isinstance(content, str) else json.dumps(content)
+        return {"role": "user", "content": f"Function result ({m.get('tool_call_id', 'call')}): {text}"}
+    calls = m.get("tool_calls") if m.get("role") == "assistant" else None
+    first = calls[0] if isinstance(calls, list) and calls and isinstance(calls[0], dict) else None
+    if first is not None and isinstance(first.get("function"), dict) and not m.get("content"):
+        fn = first["function"]
+        try:
+            arguments = json.loads(fn.get("arguments") or "{}")
+        except (TypeError, json.JSONDecodeError):
+            arguments = fn.get("arguments")
+        return {"role": "assistant", "content": json.dumps({"name": fn.get("name"), "arguments": arguments})}
+    return m
 
 
 def single_prompt(prompt: str | list[str]) -> str:

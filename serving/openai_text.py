@@ -15,6 +15,7 @@ from fastapi import Request
 from engines.generation import StreamUpdate
 from serving.openai_http import ApiDeps, caller, collect, error_response, sse_response, start_run, token_logprobs
 from serving.openai_schema import (
+    ApiError,
     ChatBody,
     CompletionBody,
     chat_messages,
@@ -27,6 +28,7 @@ from serving.openai_schema import (
     stop_strings,
     usage,
 )
+from serving.openai_structured import ToolPlan, parse_call, request_constraint, tool_plan, with_tools
 
 
 @dataclass
@@ -38,6 +40,13 @@ class ChatReply:
     model: str
     logprobs: bool
     include_usage: bool
+    plan: ToolPlan | None = None
+    held: str = ""  # a possible tool call's text, held back until it is whole
+    text_mode: bool = False  # tool_choice auto: the reply turned out to be text, streamed as usual
+
+    @property
+    def calls_tools(self) -> bool:
+        return self.plan is not None and self.plan.mode != "none" and not self.text_mode
 
     def chunk(self, delta: dict, reason: str | None = None, logprobs: Any = None) -> dict:
         choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
@@ -45,13 +54,28 @@ class ChatReply:
                 "choices": [choice]}
 
     def piece(self, update: StreamUpdate) -> dict | None:
-        if not (update.delta or (self.logprobs and update.tokens)):
+        delta = update.delta
+        if self.calls_tools:
+            self.held += delta
+            if self.plan.mode != "auto" or not self.held.strip() or self.held.lstrip().startswith("{"):
+                return None
+            self.text_mode, delta = True, self.held  # auto, and not a call: the text so far, then as it comes
+        if not (delta or (self.logprobs and update.tokens)):
             return None
         logprobs = {"content": token_logprobs(update)} if self.logprobs else None
-        return self.chunk({"content": update.delta}, logprobs=logprobs)
+        return self.chunk({"content": delta}, logprobs=logprobs)
 
     def tail(self, stats: Any) -> list[dict]:
-        end = [self.chunk({}, finish_reason(stats.finish_reason if stats else "stop"))]
+        reason = finish_reason(stats.finish_reason if stats else "stop")
+        end = []
+        if self.calls_tools:
+            calls = parse_call(self.held, self.plan)
+            if calls:
+                end.append(self.chunk({"tool_calls": [{"index": 0, **call} for call in calls]}))
+                reason = "tool_calls"
+            elif self.held:  # cut off by max_tokens before the call was whole: what there is, as text
+                end.append(self.chunk({"content": self.held}))
+        end.append(self.chunk({}, reason))
         if self.include_usage:
             end.append({"id": self.rid, "object": "chat.completion.chunk", "created": self.created,
                         "model": self.model, "choices": [], "usage": usage(stats)})
@@ -59,7 +83,10 @@ class ChatReply:
 
     def whole(self, updates: list[StreamUpdate], stats: Any, reason: str) -> dict:
         logprobs = {"content": [t for u in updates for t in token_logprobs(u)]} if self.logprobs else None
-        message = {"role": "assistant", "content": "".join(u.delta for u in updates)}
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(u.delta for u in updates)}
+        calls = parse_call(message["content"], self.plan) if self.calls_tools else None
+        if calls:
+            message, reason = {"role": "assistant", "content": None, "tool_calls": calls}, "tool_calls"
         return {"id": self.rid, "object": "chat.completion", "created": self.created, "model": self.model,
                 "choices": [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": reason}],
                 "usage": usage(stats)}
@@ -68,17 +95,24 @@ class ChatReply:
 async def chat_completions(body: ChatBody, request: Request, deps: ApiDeps):
     try:
         owner = caller(request, deps)
-        messages = chat_messages(body.messages)
+        plan = tool_plan(body.tools, body.tool_choice)
+        constraint = request_constraint(body)
+        if plan is not None and plan.constraint is not None and constraint is not None:
+            raise ApiError(400, "send tools or an output constraint, not both (tool calls are constrained "
+                                "already)", param="tools")
+        messages = with_tools(chat_messages(body.messages), plan)
         check_chars(sum(len(m["content"]) for m in messages), deps.max_input_chars)
         params = generation_params(body, deps.max_new_tokens, body.max_completion_tokens or body.max_tokens)
         model, stop = body.model or deps.catalog.default("chat"), threading.Event()
+        constraint = constraint or (plan.constraint if plan else None)
         stream = deps.text.chat(model, messages, params, stop=stop, with_probs=body.logprobs,
-                                stop_strings=stop_strings(body.stop), owner=owner)
+                                stop_strings=stop_strings(body.stop), owner=owner,
+                                **({"constraint": constraint} if constraint else {}))
         run, first = await start_run(stream, stop, deps)
     except Exception as exc:
         return error_response(exc)
     reply = ChatReply(new_id("chatcmpl"), now(), model, body.logprobs,
-                      bool((body.stream_options or {}).get("include_usage")))
+                      bool((body.stream_options or {}).get("include_usage")), plan)
     if body.stream:
         return sse_response(run, first, [reply.chunk({"role": "assistant", "content": ""})], reply.piece,
                             reply.tail)
@@ -125,9 +159,11 @@ async def completions(body: CompletionBody, request: Request, deps: ApiDeps):
         prompt = single_prompt(body.prompt)
         check_chars(len(prompt), deps.max_input_chars)
         params = generation_params(body, deps.max_new_tokens, body.max_tokens)
+        constraint = request_constraint(body)
         model, stop = body.model or deps.catalog.default("text-generation"), threading.Event()
         stream = deps.text.complete(model, prompt, params, stop_strings=stop_strings(body.stop), stop=stop,
-                                    with_probs=body.logprobs is not None, owner=owner)
+                                    with_probs=body.logprobs is not None, owner=owner,
+                                    **({"constraint": constraint} if constraint else {}))
         run, first = await start_run(stream, stop, deps)
     except Exception as exc:
         return error_response(exc)

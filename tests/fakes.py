@@ -33,17 +33,19 @@ class FakeTextEngine:
         return object()
 
     def chat(self, ref: str, messages: list[dict], params: GenerationParams, stop: threading.Event | None = None,
-             with_probs: bool = False, stop_strings: tuple[str, ...] = (), owner: str = "") -> Iterator[StreamUpdate]:
+             with_probs: bool = False, stop_strings: tuple[str, ...] = (), owner: str = "",
+             constraint=None) -> Iterator[StreamUpdate]:
         self.load(ref)
-        self.calls.append({"kind": "chat", "messages": messages, "params": params, "owner": owner})
+        self.calls.append({"kind": "chat", "messages": messages, "params": params, "owner": owner,
+                           "constraint": constraint})
         yield from self._run(ref, params, stop or threading.Event(), trimmed_messages=self.trimmed)
 
     def complete(self, ref: str, prompt: str, params: GenerationParams, stop_strings: tuple[str, ...] = (),
                  stop: threading.Event | None = None, with_probs: bool = False,
-                 owner: str = "") -> Iterator[StreamUpdate]:
+                 owner: str = "", constraint=None) -> Iterator[StreamUpdate]:
         self.load(ref)
         self.calls.append({"kind": "complete", "prompt": prompt, "params": params, "stops": stop_strings,
-                           "owner": owner})
+                           "owner": owner, "constraint": constraint})
         yield from self._run(ref, params, stop or threading.Event(), with_probs=with_probs)
 
     def _run(self, ref, params, stop, with_probs=False, **trim) -> Iterator[StreamUpdate]:

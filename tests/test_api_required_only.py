@@ -15,7 +15,7 @@ from helpers import fake_services, make_config, start_app
 REQUIRED_VALUES = {
     "message": "hello", "prompt": "a small red circle", "query": "hello", "source": "sample:shakespeare",
     "name": "notes", "column": "text", "entry_id": 1, "document_id": 1, "key": "HuggingFaceTB/SmolLM2-135M-Instruct",
-    "pool": ["m1", "m2"], "models": ["m1"], "battle": "no-such-battle", "winner": "A",
+    "pool": ["m1", "m2"], "models": ["m1"], "battle": "no-such-battle", "winner": "A", "result": "{\"celsius\": 21}",
 }
 # calls whose refusal is the expected answer with these values (the message must still be the app's own)
 REFUSALS_OK = {"/unload_model", "/history_open", "/history_rerun", "/history_delete", "/index_delete_document",

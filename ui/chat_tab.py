@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 
 from engines.catalog import Catalog, shipped_catalog
+from engines.constraints import Constraint
 from engines.generation import GenerationError
 from engines.params import GenerationParams
 from identity import owner_of, rate_key_of, session_of
@@ -26,6 +27,7 @@ from ui.common import (
     read_ahead,
 )
 from ui.errors import to_gr_error
+from ui.output_format import FREE, build_output_format, constraint_of
 from ui.protocols import CollectionSearch, HistoryRecorder, TextGenerator
 
 logger = logging.getLogger(__name__)
@@ -100,8 +102,8 @@ def retrieve(message: str, collection: str, deps: ChatDeps, owner: str) -> tuple
 
 
 def stream_reply(history: Messages, message: str, system_prompt: str, model: str, params: GenerationParams,
-                 asker: Asker, deps: ChatDeps, collection: str = "", show_question: bool = True
-                 ) -> Iterator[ChatOutput]:
+                 asker: Asker, deps: ChatDeps, collection: str = "", show_question: bool = True,
+                 constraint: Constraint | None = None) -> Iterator[ChatOutput]:
     """Append `message` to `history` and stream the assistant's reply, keeping everything that arrived.
 
     `show_question` yields the conversation with the question before the reply starts (a person wants to see their
@@ -115,7 +117,8 @@ def stream_reply(history: Messages, message: str, system_prompt: str, model: str
     # refuses (rate limit) before anything is shown
     with deps.registry.generation(asker.session, on_timeout=gr.Warning, rate_key=asker.rate) as stop:
         loading = not deps.engine.is_loaded(model)
-        updates = read_ahead(deps.engine.chat(model, prompt, params, stop=stop, owner=asker.owner))  # starts now
+        held = {"constraint": constraint} if constraint is not None else {}  # the Output format, when not free
+        updates = read_ahead(deps.engine.chat(model, prompt, params, stop=stop, owner=asker.owner, **held))
         if show_question:
             yield shown, history, {}  # the question appears at once; the state changes only once a reply starts
         if loading:
@@ -170,15 +173,16 @@ def _params(deps: ChatDeps, values: tuple[Any, ...]) -> GenerationParams:
 
 def chat(message: str, history: Messages, system_prompt: str, model: str, temperature: float, top_p: float,
          top_k: int, repetition_penalty: float, max_new_tokens: int, seed: int, collection: str = "",
-         browser_id: str = "", request: gr.Request = None, *, deps: ChatDeps,
-         show_question: bool = True) -> Iterator[ChatOutput]:
+         output_kind: str = FREE, output_spec: str = "", browser_id: str = "", request: gr.Request = None, *,
+         deps: ChatDeps, show_question: bool = True) -> Iterator[ChatOutput]:
     """Send a message and stream the reply (answered from `collection` when one is chosen)."""
     message = (message or "").strip()
     if not message:
         raise gr.Error("The message is empty: type something to send.")
     params = _params(deps, (temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed))
     yield from stream_reply(history or [], message, system_prompt or "", model, params,
-                            asker_of(request, browser_id), deps, collection or "", show_question)
+                            asker_of(request, browser_id), deps, collection or "", show_question,
+                            constraint_of(output_kind, output_spec))
 
 
 def last_user_index(history: Messages) -> int:
@@ -189,13 +193,15 @@ def last_user_index(history: Messages) -> int:
 
 
 def retry(history: Messages, system_prompt: str, model: str, temperature: float, top_p: float, top_k: int,
-          repetition_penalty: float, max_new_tokens: int, seed: int, collection: str = "", browser_id: str = "",
-          request: gr.Request = None, *, deps: ChatDeps) -> Iterator[ChatOutput]:
+          repetition_penalty: float, max_new_tokens: int, seed: int, collection: str = "",
+          output_kind: str = FREE, output_spec: str = "", browser_id: str = "", request: gr.Request = None, *,
+          deps: ChatDeps) -> Iterator[ChatOutput]:
     """Generate the last reply again."""
     i = last_user_index(history or [])
     params = _params(deps, (temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed))
     yield from stream_reply(history[:i], history[i]["content"], system_prompt or "", model, params,
-                            asker_of(request, browser_id), deps, collection or "")
+                            asker_of(request, browser_id), deps, collection or "",
+                            constraint=constraint_of(output_kind, output_spec))
 
 
 def undo(history: Messages) -> tuple[Messages, Messages, str]:
@@ -213,8 +219,9 @@ def _edited_text(value: Any) -> str:
 
 
 def edit(history: Messages, system_prompt: str, model: str, temperature: float, top_p: float, top_k: int,
-         repetition_penalty: float, max_new_tokens: int, seed: int, collection: str = "", browser_id: str = "",
-         data: gr.EditData = None, request: gr.Request = None, *, deps: ChatDeps) -> Iterator[ChatOutput]:
+         repetition_penalty: float, max_new_tokens: int, seed: int, collection: str = "",
+         output_kind: str = FREE, output_spec: str = "", browser_id: str = "", data: gr.EditData = None,
+         request: gr.Request = None, *, deps: ChatDeps) -> Iterator[ChatOutput]:
     """Replace one of the user's messages and answer again from there."""
     i = data.index if isinstance(data.index, int) else data.index[0]
     if not 0 <= i < len(history or []) or history[i]["role"] != "user":
@@ -224,7 +231,7 @@ def edit(history: Messages, system_prompt: str, model: str, temperature: float, 
         raise gr.Error("The edited message is empty: type something.")
     params = _params(deps, (temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed))
     yield from stream_reply(history[:i], text, system_prompt or "", model, params, asker_of(request, browser_id),
-                            deps, collection or "")
+                            deps, collection or "", constraint=constraint_of(output_kind, output_spec))
 
 
 def stop(request: gr.Request = None, *, registry: StopRegistry) -> str:
@@ -272,6 +279,7 @@ def _layout(catalog: Catalog, max_new_tokens: int, collections: bool) -> tuple[d
                                            visible=collections)
             ui["preset"] = gr.Dropdown(list(catalog.presets), value=None, label="Preset")
             controls = build_param_controls(max_new_tokens)
+            ui["format"] = build_output_format()
     ui["history"], ui["stats"], ui["draft"] = gr.State([]), gr.State({}), gr.State("")
     ui["api_chat"] = gr.Button(visible=False)  # carries the /chat endpoint
     ui["stop_status"] = gr.Textbox(visible=False)  # what /stop answers: "stopped" or "nothing to stop"
@@ -283,12 +291,16 @@ def build(deps: ChatDeps) -> ChatTab:
     catalog = deps.catalog
     ui, controls = _layout(catalog, deps.max_new_tokens, collections=deps.index is not None)
     owner = deps.owner if deps.owner is not None else gr.State("")
-    settings = [ui["system"], ui["model"], *controls.components(), ui["collection"], owner]
+    settings = [ui["system"], ui["model"], *controls.components(), ui["collection"], *ui["format"].components(),
+                owner]
     if deps.index is not None:
         ui["collection"].focus(bind(collection_choices, index=deps.index), owner, ui["collection"],
                                api_visibility="private")
     outputs = [ui["chatbot"], ui["history"], ui["stats"]]
     _wire_generation(ui, settings, outputs, deps, slots=deps.slots)
+    from ui.chat_tools import build_tools  # it builds on this module's handlers
+
+    build_tools(ui, [ui["system"], ui["model"], *controls.components()], owner, deps)
     ui["stop"].click(bind(stop, registry=deps.registry), None, ui["stop_status"], api_name="stop",
                      concurrency_limit=None)
     ui["new"].click(lambda: ([], [], {}, ""), None, [*outputs, ui["info"]], api_name="clear")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from engines.constraints import Constraint
     from engines.generation import StreamUpdate
     from engines.image import ImageResult
     from engines.image_params import ImageParams
@@ -23,12 +24,13 @@ class TextGenerator(Protocol):
     def is_loaded(self, ref: str) -> bool: ...
 
     def chat(self, ref: str, messages: list[dict], params: GenerationParams, stop: threading.Event | None = None,
-             with_probs: bool = False, stop_strings: tuple[str, ...] = (), owner: str = "") -> Iterator[StreamUpdate]:
+             with_probs: bool = False, stop_strings: tuple[str, ...] = (), owner: str = "",
+             constraint: Constraint | None = None) -> Iterator[StreamUpdate]:
         ...
 
     def complete(self, ref: str, prompt: str, params: GenerationParams, stop_strings: tuple[str, ...] = (),
                  stop: threading.Event | None = None, with_probs: bool = False,
-                 owner: str = "") -> Iterator[StreamUpdate]: ...
+                 owner: str = "", constraint: Constraint | None = None) -> Iterator[StreamUpdate]: ...
 
 
 class ImageGenerator(Protocol):

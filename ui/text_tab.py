@@ -24,6 +24,7 @@ from ui.common import (
     read_ahead,
 )
 from ui.errors import to_gr_error
+from ui.output_format import FREE, build_output_format, constraint_of
 from ui.protocols import HistoryRecorder, TextGenerator
 
 MAX_STOP_STRINGS = 8
@@ -64,14 +65,17 @@ def parse_stop_strings(text: str) -> tuple[str, ...]:
 
 
 def generate(prompt: str, stop_strings: str, model: str, show_probs: bool, temperature: float, top_p: float,
-             top_k: int, repetition_penalty: float, max_new_tokens: int, seed: int, browser_id: str = "",
-             request: gr.Request = None, *, deps: TextDeps) -> Iterator[GenerateOutput]:
+             top_k: int, repetition_penalty: float, max_new_tokens: int, seed: int, output_kind: str = FREE,
+             output_spec: str = "", browser_id: str = "", request: gr.Request = None, *,
+             deps: TextDeps) -> Iterator[GenerateOutput]:
     """Stream a completion of `prompt`."""
     if not (prompt or "").strip():
         raise gr.Error("The prompt is empty: type the beginning of a text to continue.")
     params = params_or_error(deps.max_new_tokens, (temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed))
     stop_text = stop_strings
     stops = parse_stop_strings(stop_text)
+    constraint = constraint_of(output_kind, output_spec)
+    held = {"constraint": constraint} if constraint is not None else {}
     text, stats, tokens = "", {}, []
     if not deps.engine.is_loaded(model):
         gr.Info(f"Loading {model}: the completion waits for it.")
@@ -79,7 +83,8 @@ def generate(prompt: str, stop_strings: str, model: str, show_probs: bool, tempe
     with deps.registry.generation(asker.session, on_timeout=gr.Warning, rate_key=asker.rate) as stop:
         try:
             for batch in read_ahead(deps.engine.complete(model, prompt, params, stop_strings=stops, stop=stop,
-                                                         with_probs=bool(show_probs), owner=asker.owner)):
+                                                         with_probs=bool(show_probs), owner=asker.owner,
+                                                         **held)):
                 for update in batch:
                     text += update.delta
                     tokens.extend(update.tokens)
@@ -131,6 +136,7 @@ def _layout(catalog: Catalog, max_new_tokens: int) -> tuple[dict[str, Any], Para
             ui["probs"] = gr.Checkbox(label="Colour tokens by probability", value=False)
             ui["preset"] = gr.Dropdown(list(catalog.presets), value=None, label="Preset")
             controls = build_param_controls(max_new_tokens)
+            ui["format"] = build_output_format()
     ui["stats"], ui["token_list"] = gr.State({}), gr.State([])
     return ui, controls
 
@@ -140,7 +146,8 @@ def build(deps: TextDeps) -> TextTab:
     catalog = deps.catalog
     ui, controls = _layout(catalog, deps.max_new_tokens)
     owner = deps.owner if deps.owner is not None else gr.State("")
-    inputs = [ui["prompt"], ui["stops"], ui["model"], ui["probs"], *controls.components(), owner]
+    inputs = [ui["prompt"], ui["stops"], ui["model"], ui["probs"], *controls.components(),
+              *ui["format"].components(), owner]
     done = gr.on([ui["go"].click, ui["prompt"].submit], bind(generate, deps=deps), inputs,
                  [ui["output"], ui["stats"], ui["token_list"]], api_name="generate",
                  concurrency_limit=deps.slots,
