@@ -213,7 +213,7 @@ def forward_step_ms(model, batch_sizes=(1, 2, 3, 4, 8), context: int = 60, steps
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clients", type=int, default=4)
@@ -224,47 +224,58 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds of one client then N clients through the batch; with more than one, the targets "
                              "are checked on the medians of the rounds' ratios (this machine's speed swings)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def app_services(args):
+    """(config, services) as the app builds them, torch's thread count set before anything builds a pool."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
     torch.set_num_threads(args.threads)
-    from app import build_app, launch
+    import app
     from config import AppConfig
-    from services import build_services
 
     config = AppConfig(offline=True, preload=False, torch_threads=args.threads, max_batch=8,
                        prefix_cache_mb=args.prefix_cache_mb,
                        data_dir=Path.home() / ".cache" / "hf-playground", port=7999)
-    services = build_services(config)
-    engine = services.text
-    result: dict = {"model": MODEL, "threads": args.threads, "clients": args.clients, "new_tokens": args.new_tokens,
-                    "requests_per_client": args.requests, "via": args.via,
-                    "prefix_cache_mb": args.prefix_cache_mb,
-                    "machine": f"{platform.machine()} {os.cpu_count()} cpus"}
-    # Loading and the bare-step timing run in a thread of their own, as loads do in the app (a gradio worker, the
-    # preload thread): the process's first thread never builds an OpenMP pool of its own (see engines/omp.py).
+    return config, app.build_services(config)
+
+
+def load_and_time(engine) -> tuple:
+    """(the loaded model, its bare decoding step by batch size).
+
+    Loading and the bare-step timing run in a thread of their own, as loads do in the app (a gradio worker, the
+    preload thread): the process's first thread never builds an OpenMP pool of its own (see engines/omp.py).
+    """
     box: dict = {}
-    def load_and_time() -> None:
+
+    def load() -> None:
         box["tm"] = engine.load(MODEL)
         box["steps"] = forward_step_ms(box["tm"].model)
 
-    worker = threading.Thread(target=load_and_time)
+    worker = threading.Thread(target=load)
     worker.start()
     worker.join()
-    tm, steps = box["tm"], box["steps"]
+    return box["tm"], box["steps"]
+
+
+def runners(args, config, services, tm) -> tuple[dict, object]:
+    """({"generate": run, "batched": run}, the launched app or None)."""
     batcher = tm.batcher
-    result["forward_step_ms_by_batch"] = steps
-    result["forward_throughput_batch4_over_batch1"] = round(4 * steps["1"] / steps["4"], 2)
-    demo = None
     if args.via == "engine":
-        runs = {"generate": engine_runner(engine, None), "batched": engine_runner(engine, batcher)}
-    else:
-        demo = build_app(services)
-        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON result
-            launch(services, demo, block=False)  # as `python app.py` does
-        url = f"http://127.0.0.1:{config.port}/"
-        runs = {"generate": app_runner(url, tm, None), "batched": app_runner(url, tm, batcher)}
+        return {"generate": engine_runner(services.text, None), "batched": engine_runner(services.text, batcher)}, None
+    from app import build_app, launch
+
+    demo = build_app(services)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON result
+        launch(services, demo, block=False)  # as `python app.py` does
+    url = f"http://127.0.0.1:{config.port}/"
+    return {"generate": app_runner(url, tm, None), "batched": app_runner(url, tm, batcher)}, demo
+
+
+def compare_modes(runs: dict, args) -> dict:
+    """Both modes' reports and the batch's ratios to one client."""
     # one client before and after the concurrent rounds, so that a machine getting faster or slower meanwhile
     # (shared hosts do) moves both sides of the ratios alike
     before = singles(runs, args, warm_up=True)
@@ -273,33 +284,56 @@ def main() -> None:
     single = {name: summary(before[name] + after[name]) for name in runs}
     one_generate_each = report(single["generate"], measured["generate"])
     batched = report(single["batched"], measured["batched"])
-    result["generate_per_request"] = one_generate_each
-    result["batched"] = batched
-    result["batched_concurrent_over_single"] = round(batched["concurrent_aggregate_tok_s"] / batched["single_tok_s"], 2)
-    result["batched_all_streaming_over_single"] = round(
-        batched["concurrent_all_streaming_tok_s"] / batched["single_tok_s"], 2)
-    result["batched_ttft_concurrent_over_single"] = round(
-        batched["concurrent_ttft_s_max"] / batched["single_ttft_s"], 2)
-    result["batched_single_over_generate_single"] = round(
-        batched["single_tok_s"] / one_generate_each["single_tok_s"], 3)
+    return {
+        "generate_per_request": one_generate_each,
+        "batched": batched,
+        "batched_concurrent_over_single": round(batched["concurrent_aggregate_tok_s"] / batched["single_tok_s"], 2),
+        "batched_all_streaming_over_single": round(
+            batched["concurrent_all_streaming_tok_s"] / batched["single_tok_s"], 2),
+        "batched_ttft_concurrent_over_single": round(batched["concurrent_ttft_s_max"] / batched["single_ttft_s"], 2),
+        "batched_single_over_generate_single": round(
+            batched["single_tok_s"] / one_generate_each["single_tok_s"], 3),
+    }
+
+
+def repeated_rounds(run, args, first: tuple[float, float]) -> tuple[dict, float, float]:
+    """(the `rounds` entry, the median throughput ratio, the median TTFT ratio); `first` is the first round's ratios."""
+    rounds_seen = [first, *(batched_round(run, args) for _ in range(args.repeat - 1))]
+    throughput = statistics.median(t for t, _ in rounds_seen)
+    ttft = statistics.median(f for _, f in rounds_seen)
+    return ({"all_streaming_over_single": [t for t, _ in rounds_seen],
+             "ttft_concurrent_over_single": [f for _, f in rounds_seen],
+             "medians": [round(throughput, 2), round(ttft, 2)]}, throughput, ttft)
+
+
+def targets(throughput: float, ttft: float, single_no_slower: float) -> dict[str, bool]:
+    return {"all_streaming_over_single>=2.5": throughput >= 2.5,
+            "ttft_concurrent_over_single<=2": ttft <= 2,
+            "single_no_slower>=0.97": single_no_slower >= 0.97}
+
+
+def main() -> None:
+    args = parse_args()
+    config, services = app_services(args)
+    result: dict = {"model": MODEL, "threads": args.threads, "clients": args.clients, "new_tokens": args.new_tokens,
+                    "requests_per_client": args.requests, "via": args.via,
+                    "prefix_cache_mb": args.prefix_cache_mb,
+                    "machine": f"{platform.machine()} {os.cpu_count()} cpus"}
+    tm, steps = load_and_time(services.text)
+    result["forward_step_ms_by_batch"] = steps
+    result["forward_throughput_batch4_over_batch1"] = round(4 * steps["1"] / steps["4"], 2)
+    runs, demo = runners(args, config, services, tm)
+    result |= compare_modes(runs, args)
     throughput, ttft = result["batched_all_streaming_over_single"], result["batched_ttft_concurrent_over_single"]
     if args.repeat > 1:
-        more = [batched_round(runs["batched"], args) for _ in range(args.repeat - 1)]
-        rounds_seen = [(throughput, ttft), *more]
-        result["rounds"] = {"all_streaming_over_single": [t for t, _ in rounds_seen],
-                            "ttft_concurrent_over_single": [f for _, f in rounds_seen]}
-        throughput = statistics.median(t for t, _ in rounds_seen)
-        ttft = statistics.median(f for _, f in rounds_seen)
-        result["rounds"]["medians"] = [round(throughput, 2), round(ttft, 2)]
+        result["rounds"], throughput, ttft = repeated_rounds(runs["batched"], args, (throughput, ttft))
     if demo is not None:
         with contextlib.redirect_stdout(sys.stderr):
             demo.close()
     # how much of the bare model's own batch-4 gain four streaming clients get (prompts joining between answers
     # cost the rest): the figure that does not depend on how much batching helps on this machine
     result["share_of_bare_batch4_gain"] = round(throughput / result["forward_throughput_batch4_over_batch1"], 2)
-    result["targets"] = {"all_streaming_over_single>=2.5": throughput >= 2.5,
-                         "ttft_concurrent_over_single<=2": ttft <= 2,
-                         "single_no_slower>=0.97": result["batched_single_over_generate_single"] >= 0.97}
+    result["targets"] = targets(throughput, ttft, result["batched_single_over_generate_single"])
     print(json.dumps(result, indent=1))
 
 

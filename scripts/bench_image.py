@@ -77,58 +77,66 @@ def start_server(threads: int) -> tuple[subprocess.Popen, object]:
             time.sleep(1)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(REPO / "assets" / "t2i-model"))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.serve:
-        serve(args.serve, args.threads)
-        return {}
+    return p.parse_args(argv)
+
+
+def time_raw(pipe, settings: dict, seed: int) -> float:
+    import torch
+
+    start = time.perf_counter()
+    pipe(PROMPT, generator=torch.Generator().manual_seed(seed), **settings)
+    return time.perf_counter() - start
+
+
+def time_app(client, steps: int, seed: int) -> tuple[float, dict]:
+    start = time.perf_counter()
+    _, _, info = client.predict(prompt=PROMPT, negative_prompt="", model="hf-playground/tiny-t2i-64",
+                                steps=steps, guidance_scale=4.0, seed=seed, width=64, height=64,
+                                num_images=1, scheduler="default", guidance_rescale=0.7,
+                                api_name="/text_to_image")
+    return time.perf_counter() - start, info
+
+
+def measure(args) -> tuple[int, list[tuple[float, float, dict]]]:
+    """(the app's torch thread count, one (raw s, app s, app info) row per run)."""
     import torch
     from diffusers import AutoPipelineForText2Image
 
     server, client = start_server(args.threads)
     settings = SETTINGS | {"num_inference_steps": args.steps}
-
-    def raw(seed: int) -> float:
-        start = time.perf_counter()
-        pipe(PROMPT, generator=torch.Generator().manual_seed(seed), **settings)
-        return time.perf_counter() - start
-
-    def app(seed: int) -> tuple[float, dict]:
-        start = time.perf_counter()
-        _, _, info = client.predict(prompt=PROMPT, negative_prompt="", model="hf-playground/tiny-t2i-64",
-                                    steps=args.steps, guidance_scale=4.0, seed=seed, width=64, height=64,
-                                    num_images=1, scheduler="default", guidance_rescale=0.7,
-                                    api_name="/text_to_image")
-        return time.perf_counter() - start, info
-
     rows = []
     try:
         pipe = AutoPipelineForText2Image.from_pretrained(args.model)
         pipe.set_progress_bar_config(disable=True)
-        threads = app(0)[1]["torch_threads"]  # warm-up: the first calls fault pages in
+        threads = time_app(client, args.steps, 0)[1]["torch_threads"]  # warm-up: the first calls fault pages in
         torch.set_num_threads(threads)
-        raw(0)
+        time_raw(pipe, settings, 0)
         for i in range(1, args.runs + 1):
             if i % 2:
-                r = raw(i)
-                wall, info = app(i)
+                r = time_raw(pipe, settings, i)
+                wall, info = time_app(client, args.steps, i)
             else:
-                wall, info = app(i)
-                r = raw(i)
+                wall, info = time_app(client, args.steps, i)
+                r = time_raw(pipe, settings, i)
             rows.append((r, wall, info))
     finally:
         server.terminate()
         server.wait(timeout=30)
+    return threads, rows
+
+
+def summarize(args, threads: int, rows: list[tuple[float, float, dict]]) -> dict:
     med = statistics.median
     raw_s, wall_s = [r[0] for r in rows], [r[1] for r in rows]
     inside = [r[2]["generate_s"] for r in rows]
-    result = {
+    return {
         "threads": args.threads, "torch_threads": threads, "runs": args.runs, "steps": args.steps, "size": "64x64",
         "images_per_call": 1,
         "raw_pipeline_s": round(med(raw_s), 3),
@@ -141,6 +149,14 @@ def main(argv: list[str] | None = None) -> dict:
         "app_all_s": [round(t, 3) for t in wall_s],
         "app_pipeline_all_s": inside,
     }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.threads)
+        return {}
+    result = summarize(args, *measure(args))
     print(json.dumps(result, indent=2))
     return result
 

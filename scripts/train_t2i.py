@@ -36,6 +36,7 @@ import os
 import random
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -184,16 +185,29 @@ def stage_latents(args, data, device) -> None:
     logger.info("latents: %s, scaling_factor %.4f", {k: tuple(v.shape) for k, v in parts.items()}, scale)
 
 
-def stage_decoder(args, data, device, tune_encoder: bool = False) -> None:
-    """Sharpen the decoder on fixed latents: reconstructions were blurred and ringed, which read as wrong shapes.
+@dataclass
+class DecoderRun:
+    """What the decoder stage checkpoints (and resumes from), and where each file goes."""
 
-    With tune_encoder, the encoder learns too, anchored to the cached latents (see the module docstring).
-    """
+    vae: torch.nn.Module
+    opt: torch.optim.Optimizer
+    out: Path
+    ckpt_path: Path
+    step: int
+    rng: np.random.Generator
+
+    def save(self) -> None:
+        torch.save({"vae": self.vae.state_dict(), "opt": self.opt.state_dict(), "step": self.step, "rng": self.rng},
+                   self.ckpt_path.with_suffix(".tmp"))
+        os.replace(self.ckpt_path.with_suffix(".tmp"), self.ckpt_path)
+        torch.save(self.vae.state_dict(), self.out.with_suffix(".tmp"))
+        os.replace(self.out.with_suffix(".tmp"), self.out)
+        logger.info("decoder checkpoint at step %d", self.step)
+
+
+def _decoder_run(args, device, tune_encoder: bool) -> DecoderRun:
+    """The VAE and its optimizer, from --vae-file or, when there is one, from the stage's own checkpoint."""
     name = "vae-tuned" if tune_encoder else "vae-decoder"
-    out, ckpt_path = args.work / f"{name}.pt", args.work / f"{name}-ckpt.pt"
-    lat = torch.load(args.work / "latents.pt")
-    latents, n_shapes = torch.cat([lat["shapes"], lat["emoji"]]), len(lat["shapes"])
-    images = np.concatenate([data["shape_images"][:n_shapes], data["emoji_images"]])
     torch.manual_seed(args.seed)
     vae = make_vae().to(device)
     vae.load_state_dict(torch.load(args.work / args.vae_file))  # the starting point; the anchor stays latents.pt
@@ -201,56 +215,65 @@ def stage_decoder(args, data, device, tune_encoder: bool = False) -> None:
     if tune_encoder:
         params += [*vae.encoder.parameters(), *vae.quant_conv.parameters()]
     opt = torch.optim.AdamW(params, lr=args.decoder_lr, weight_decay=0.0)
-    step, rng = 0, np.random.default_rng(args.seed + 1)
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=False)
+    run = DecoderRun(vae, opt, args.work / f"{name}.pt", args.work / f"{name}-ckpt.pt", 0,
+                     np.random.default_rng(args.seed + 1))
+    if run.ckpt_path.exists():
+        ck = torch.load(run.ckpt_path, weights_only=False)
         vae.load_state_dict(ck["vae"])
         opt.load_state_dict(ck["opt"])
-        step, rng = ck["step"], ck["rng"]
-        logger.info("decoder: resumed at step %d", step)
+        run.step, run.rng = ck["step"], ck["rng"]
+        logger.info("decoder: resumed at step %d", run.step)
+    return run
+
+
+def _decoder_loss(args, vae, x, anchor, noise_scale: float, latent_scale: float, tune_encoder: bool) -> torch.Tensor:
+    z = anchor
+    if tune_encoder:
+        z = vae.encode(x).latent_dist.mean
+    noisy = z + noise_scale * torch.rand(len(z), 1, 1, 1, device=z.device) * torch.randn_like(z)
+    rec = vae.decode(noisy).sample
+    w = 1 + 9 * foreground(x)
+    loss = (w * (rec - x).abs()).mean() + (w * (rec - x) ** 2).mean()
+    if tune_encoder:
+        loss = loss + args.anchor * ((z - anchor) * latent_scale).pow(2).mean()
+    return loss
+
+
+def stage_decoder(args, data, device, tune_encoder: bool = False) -> None:
+    """Sharpen the decoder on fixed latents: reconstructions were blurred and ringed, which read as wrong shapes.
+
+    With tune_encoder, the encoder learns too, anchored to the cached latents (see the module docstring).
+    """
+    lat = torch.load(args.work / "latents.pt")
+    latents, n_shapes = torch.cat([lat["shapes"], lat["emoji"]]), len(lat["shapes"])
+    images = np.concatenate([data["shape_images"][:n_shapes], data["emoji_images"]])
+    run = _decoder_run(args, device, tune_encoder)
     noise_scale = args.decoder_noise / lat["scale"]  # --decoder-noise is in units of the scaled (unit-variance) latents
-
-    def save() -> None:
-        torch.save({"vae": vae.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng},
-                   ckpt_path.with_suffix(".tmp"))
-        os.replace(ckpt_path.with_suffix(".tmp"), ckpt_path)
-        torch.save(vae.state_dict(), out.with_suffix(".tmp"))
-        os.replace(out.with_suffix(".tmp"), out)
-        logger.info("decoder checkpoint at step %d", step)
-
     signal.signal(signal.SIGTERM, _raise_interrupt)
     start, last_save, losses = time.perf_counter(), time.monotonic(), []
     try:
-        while step < args.decoder_steps:
+        while run.step < args.decoder_steps:
             n_e = args.vae_batch // 4
-            idx = np.concatenate([rng.integers(0, n_shapes, args.vae_batch - n_e),
-                                  rng.integers(n_shapes, len(latents), n_e)])
-            x = to_tensor(images[idx]).to(device)
-            z = anchor = latents[idx].to(device)
-            if tune_encoder:
-                z = vae.encode(x).latent_dist.mean
-            noisy = z + noise_scale * torch.rand(len(z), 1, 1, 1, device=device) * torch.randn_like(z)
-            rec = vae.decode(noisy).sample
-            w = 1 + 9 * foreground(x)
-            loss = (w * (rec - x).abs()).mean() + (w * (rec - x) ** 2).mean()
-            if tune_encoder:
-                loss = loss + args.anchor * ((z - anchor) * lat["scale"]).pow(2).mean()
-            for g in opt.param_groups:
-                g["lr"] = args.decoder_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.decoder_steps)))
-            opt.zero_grad(set_to_none=True)
+            idx = np.concatenate([run.rng.integers(0, n_shapes, args.vae_batch - n_e),
+                                  run.rng.integers(n_shapes, len(latents), n_e)])
+            loss = _decoder_loss(args, run.vae, to_tensor(images[idx]).to(device), latents[idx].to(device),
+                                 noise_scale, lat["scale"], tune_encoder)
+            for g in run.opt.param_groups:
+                g["lr"] = args.decoder_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * run.step / args.decoder_steps)))
+            run.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
-            step += 1
+            run.opt.step()
+            run.step += 1
             losses.append(loss.item())
-            if step % 25 == 0:
-                logger.info("decoder step %d loss %.4f (%.2f s/step)", step, np.mean(losses[-25:]),
+            if run.step % 25 == 0:
+                logger.info("decoder step %d loss %.4f (%.2f s/step)", run.step, np.mean(losses[-25:]),
                             (time.perf_counter() - start) / len(losses))
             if time.monotonic() - last_save > args.ckpt_minutes * 60:
-                save()
+                run.save()
                 last_save = time.monotonic()
     except KeyboardInterrupt:
         logger.info("decoder: stopped by signal")
-    save()
+    run.save()
 
 
 def shape_variant(caption: str, rng: random.Random) -> str:

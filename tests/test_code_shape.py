@@ -8,6 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 APP_PACKAGES = ["engines", "ui", "store", "databrowser", "serving", "compare", "finetune"]
 TOP_MODULES = ["app.py", "config.py", "services.py", "errors.py", "identity.py"]
+SCRIPTS = ["scripts"]  # benchmarks and training are read (and their figures trusted) as often as the app
 MAX_FUNCTION_LINES = 60
 NO_GRADIO = ["engines", "store", "databrowser", "serving", "compare", "finetune", "errors.py", "identity.py",
              "services.py", "config.py"]
@@ -31,9 +32,9 @@ def _imports(tree: ast.AST) -> set[str]:
     return found
 
 
-def test_no_function_in_the_app_is_longer_than_60_lines():
+def test_no_function_in_the_app_or_its_scripts_is_longer_than_60_lines():
     long = []
-    for path in _sources(APP_PACKAGES + TOP_MODULES):
+    for path in _sources(APP_PACKAGES + TOP_MODULES + SCRIPTS):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 lines = node.end_lineno - node.lineno + 1
