@@ -61,7 +61,7 @@ def build_app(services: Services) -> gr.Blocks:
                                                            max_upload_mb=config.max_upload_mb))
             if services.compare is not None:
                 with gr.Tab("Compare", id="compare"):
-                    compare = compare_tab.build(_compare_deps(services), owner, datasets.state)
+                    compare = compare_tab.build(_compare_deps(services, owner, datasets.state))
             with gr.Tab("History", id="history") as history_page:
                 history = history_tab.build(HistoryDeps(services.history, browser_id))
             with gr.Tab("Index", id="index"):
@@ -110,12 +110,13 @@ def _models_deps(services: Services) -> ModelsDeps:
                       placement_note=lambda: services.placement().note, catalog=services.catalog)
 
 
-def _compare_deps(services: Services) -> CompareDeps:
+def _compare_deps(services: Services, owner: gr.State, datasets_state: gr.State) -> CompareDeps:
     c = services.compare
     return CompareDeps(engine=services.text, registry=services.registry, arena=c.arena, votes=c.votes,
                        evals=c.runner, datasets=services.datasets, history=services.history,
                        max_new_tokens=services.config.max_new_tokens, choices=services.catalog.choices("chat"),
-                       default_model=services.catalog.default("chat"), slots=text_slots(services.config))
+                       default_model=services.catalog.default("chat"), slots=text_slots(services.config),
+                       owner=owner, datasets_state=datasets_state)
 
 
 def _finetune_deps(services: Services, datasets_state: gr.State) -> FinetuneDeps:

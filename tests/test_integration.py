@@ -69,8 +69,10 @@ def test_run_again_routes_to_the_right_tab():
     from ui.text_tab import TextDeps
 
     with gr.Blocks(), gr.Tabs() as tabs:
-        chat = chat_tab.build(ChatDeps(engine=FakeTextEngine(), registry=StopRegistry(), max_new_tokens=64))
-        text = text_tab.build(TextDeps(engine=FakeTextEngine(), registry=StopRegistry(), max_new_tokens=64))
+        with gr.Tab("Chat", id="chat"):
+            chat = chat_tab.build(ChatDeps(engine=FakeTextEngine(), registry=StopRegistry(), max_new_tokens=64))
+        with gr.Tab("Text generation", id="text"):
+            text = text_tab.build(TextDeps(engine=FakeTextEngine(), registry=StopRegistry(), max_new_tokens=64))
     route, outputs = rerun_router(tabs, chat, text)
     updates = route("chat", "hello", "m/x", {"temperature": 0.5, "seed": 7})
     assert updates[tabs].selected == "chat"

@@ -39,6 +39,8 @@ class CompareDeps:
     choices: list[str]  # chat models offered in the dropdowns
     default_model: str
     slots: int = 8  # generations the UI runs at once (ui.common.text_slots)
+    owner: gr.State | None = None  # the page's owner id (app.py): votes, runs and History entries are theirs
+    datasets_state: gr.State | None = None  # the Datasets tab's open dataset, for "use the open dataset"
 
 
 def column_params(deps: CompareDeps, settings: dict[str, Any]) -> Any:

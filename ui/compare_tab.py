@@ -25,8 +25,10 @@ class CompareTab:
     evaluation: compare_eval.EvalUI
 
 
-def build(deps: CompareDeps, owner: gr.State, datasets_state: gr.State | None = None) -> CompareTab:
+def build(deps: CompareDeps) -> CompareTab:
     """Lay out the Compare tab inside the caller's open gr.Tab, then wire its events and API."""
+    owner = deps.owner if deps.owner is not None else gr.State("")
+    datasets_state = deps.datasets_state
     with gr.Tabs():
         with gr.Tab("Side by side", id="compare-side"):
             side = compare_side.layout(deps, owner)
