@@ -7,15 +7,18 @@ Handlers are plain functions over a `FinetuneDeps`; the form's values arrive as 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import gradio as gr
 import pandas as pd
 
 from engines.catalog import Catalog
 from errors import UserError
 from finetune.data import DataSpec, detect
 from finetune.jobs import ACTIVE, Job
+from finetune.layout import Layout
 from finetune.settings import TrainSettings
 
 SETTING_NAMES = ("lora_rank", "lora_alpha", "lora_dropout", "target_modules", "learning_rate", "scheduler", "epochs",
@@ -49,10 +52,10 @@ class FinetuneDeps:
     service: Service
     rows: Rows  # columns of a source, for the column pickers
     catalog: Catalog  # base model choices (the chat models), and the lists adapters join
-    upload: Any  # (path) -> source string: the Datasets browser converts the file
-    layout: Any  # finetune.layout.Layout: where exports go
+    upload: Callable[[str], str]  # (path) -> source string: the Datasets browser converts the file
+    layout: Layout  # where exports go
     samples: list[tuple[str, str]]  # (title, source) of the Datasets tab's samples
-    datasets_state: Any = None  # the Datasets tab's gr.State (what is open there), when there is one
+    datasets_state: gr.State | None = None  # the Datasets tab's open dataset, when there is one
 
 
 def parse_form(form: dict[str, Any]) -> tuple[str, DataSpec, TrainSettings, str]:
