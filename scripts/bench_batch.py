@@ -236,7 +236,8 @@ def app_services(args):
     import app
     from config import AppConfig
 
-    config = AppConfig(offline=True, preload=False, torch_threads=args.threads, max_batch=8,
+    # the torch batcher is what this measures (its steps, its prefix cache); the OpenVINO engine has bench_engines.py
+    config = AppConfig(offline=True, preload=False, torch_threads=args.threads, max_batch=8, engine="torch",
                        prefix_cache_mb=args.prefix_cache_mb,
                        data_dir=Path.home() / ".cache" / "hf-playground", port=7999)
     return config, app.build_services(config)
