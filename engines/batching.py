@@ -70,7 +70,36 @@ class BatchStats:
     prefix_bytes: int = 0  # what the prefix cache holds now
 
 
-class Batcher:
+class WaitingLine:
+    """The queue in front of a batch worker, shared by every engine's batcher: a bounded line of waiting requests
+    and one worker thread, started by the first request and gone when nothing is left (subclasses give `_run`)."""
+
+    worker_name = "batcher"
+    _cond: threading.Condition
+    _waiting: deque
+    _thread: threading.Thread | None
+    _closing: bool
+    max_waiting: int
+
+    def _enqueue(self, req) -> None:
+        """Put `req` in line, refusing it when the model is closing or the line is full; wake or start the worker."""
+        with self._cond:
+            if self._closing:
+                raise Unavailable("the model is shutting down; send the request again")
+            if len(self._waiting) >= self.max_waiting:
+                raise QueueFull(f"{len(self._waiting)} requests are already waiting for this model (the limit is "
+                                f"{self.max_waiting}); try again in a moment")
+            self._waiting.append(req)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.worker_name, daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Batcher(WaitingLine):
     """Runs one model's generations as one continuously refilled batch.
 
     Args:
@@ -113,17 +142,7 @@ class Batcher:
             raise InvalidInput("the prompt has no tokens")
         req = BatchRequest(ids=list(ids), params=params, seed=seed, stop=stop, with_probs=with_probs, owner=owner,
                            matcher=matcher)
-        with self._cond:
-            if self._closing:
-                raise Unavailable("the model is shutting down; send the request again")
-            if len(self._waiting) >= self.max_waiting:
-                raise QueueFull(f"{len(self._waiting)} requests are already waiting for this model (the limit is "
-                                f"{self.max_waiting}); try again in a moment")
-            self._waiting.append(req)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
-                self._thread.start()
-            self._cond.notify()
+        self._enqueue(req)
         return req
 
     def close(self, timeout: float = 5.0) -> None:

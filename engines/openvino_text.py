@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engines.batching import BatchStats, QueueFull
+from engines.batching import BatchStats, WaitingLine
 from engines.cache import Loaded
 from engines.constraints import Constraint
 from engines.generation import TextModel
@@ -64,7 +64,7 @@ class OVRequest:
     generated: int = 0
 
 
-class OpenVINOBatcher:
+class OpenVINOBatcher(WaitingLine):
     """Runs one OpenVINO pipeline's requests as one continuously refilled batch (see the module docstring).
 
     Args:
@@ -75,6 +75,7 @@ class OpenVINOBatcher:
     """
 
     note = "prefix reuse off (the engine's cache is shared across people)"
+    worker_name = "openvino-batch"
     compiles_constraints = True  # constraints go to the engine's own structured output, not an xgrammar matcher
 
     def __init__(self, pipe, eos_ids: list[int], *, max_batch: int = 8, max_waiting: int = 64):
@@ -95,17 +96,7 @@ class OpenVINOBatcher:
         if not ids:
             raise InvalidInput("the prompt has no tokens")
         req = OVRequest(list(ids), params, seed, stop, with_probs, owner, constraint)
-        with self._cond:
-            if self._closing:
-                raise Unavailable("the model is shutting down; send the request again")
-            if len(self._waiting) >= self.max_waiting:
-                raise QueueFull(f"{len(self._waiting)} requests are already waiting for this model (the limit is "
-                                f"{self.max_waiting}); try again in a moment")
-            self._waiting.append(req)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="openvino-batch", daemon=True)
-                self._thread.start()
-            self._cond.notify()
+        self._enqueue(req)
         return req
 
     def close(self, timeout: float = 5.0) -> None:
