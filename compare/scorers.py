@@ -1,9 +1,10 @@
 """Scorers for evaluation runs: each maps (output, reference) to a number in [0, 1].
 
 Exact match and contains compare normalised text (case, surrounding space and runs of whitespace ignored); regex
-searches the output for a pattern the person gives; ROUGE-L (F-measure, stemmed) comes from Google's `rouge-score`,
-chrF and sentence BLEU from `sacrebleu`, both rescaled from 0-100 to 0-1. A judge model's score comes from its own
-reply to a rubric prompt, parsed by `parse_judge_score`.
+searches the output for a pattern the person gives; ROUGE-L (F-measure, stemmed) is computed as Google's
+`rouge-score` computes it (that package is not a wheel on PyPI; nltk's Porter stemmer is), chrF and sentence BLEU
+come from `sacrebleu`, both rescaled from 0-100 to 0-1. A judge model's score comes from its own reply to a rubric
+prompt, parsed by `parse_judge_score`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from errors import UserError
 
 NEEDS_REFERENCE = ("exact_match", "contains", "rouge_l", "chrf", "bleu")
 SCORERS = (*NEEDS_REFERENCE, "regex")
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+MAX_ROUGE_TOKENS = 4_000  # the LCS table is len(output) x len(reference): bounded so one row cannot take seconds
 DEFAULT_RUBRIC = (
     "You are grading an answer.\nQuestion: {prompt}\nReference answer: {reference}\nAnswer to grade: {output}\n"
     "Rate the answer's correctness and helpfulness from 1 (useless) to 10 (perfect). Reply with 'Score: N'."
@@ -40,14 +43,39 @@ def contains(output: str, reference: str) -> float:
 
 
 @functools.cache
-def _rouge():
-    from rouge_score import rouge_scorer
+def _stemmer():
+    from nltk.stem import porter
 
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return porter.PorterStemmer()
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """ROUGE's tokens as Google's `rouge-score` makes them: lower case, runs of anything but a-z/0-9 split words,
+    words over three letters Porter-stemmed."""
+    words = _NON_ALNUM.sub(" ", text.lower()).split()
+    return [_stemmer().stem(w) if len(w) > 3 else w for w in words]
+
+
+def lcs_length(a: list[str], b: list[str]) -> int:
+    """Length of the longest common subsequence (one row of the dynamic-programming table at a time)."""
+    row = [0] * (len(b) + 1)
+    for x in a:
+        diagonal = 0
+        for j, y in enumerate(b, 1):
+            diagonal, row[j] = row[j], diagonal + 1 if x == y else max(row[j], row[j - 1])
+    return row[-1]
 
 
 def rouge_l(output: str, reference: str) -> float:
-    return float(_rouge().score(reference, output)["rougeL"].fmeasure)
+    """ROUGE-L F-measure (as `rouge-score`'s rougeL with use_stemmer=True, which is not a wheel on PyPI)."""
+    out, ref = rouge_tokens(output)[:MAX_ROUGE_TOKENS], rouge_tokens(reference)[:MAX_ROUGE_TOKENS]
+    if not out or not ref:
+        return 0.0
+    common = lcs_length(ref, out)
+    if not common:
+        return 0.0
+    precision, recall = common / len(out), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
 
 
 def chrf(output: str, reference: str) -> float:

@@ -125,6 +125,7 @@ def _build(gguf: Path, tmp: Path, reader, report: Progress) -> None:
         (tmp / f"model{suffix}").replace(tmp / f"openvino_model{suffix}")
     report(0.7, f"{fixed} weight groups repaired; saving the tokenizer and config")
     AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
+    ensure_tokenizer(tmp)
     config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -134,6 +135,23 @@ def _build(gguf: Path, tmp: Path, reader, report: Progress) -> None:
     facts = {"source": str(gguf), "weights": ", ".join(f"{k} x{v}" for k, v in types.most_common()),
              "main_type": types.most_common(1)[0][0], "parameters": int(sum(t.n_elements for t in reader.tensors))}
     (tmp / COMPLETE).write_text(json.dumps(facts))
+
+
+def ensure_tokenizer(folder: Path) -> None:
+    """Write the engine's own tokenizer models beside the model once: its structured output reads the vocabulary
+    from them (without them every constrained request fails with \"the tokenizer has no vocabulary entries\")."""
+    if (folder / "openvino_tokenizer.xml").exists() and (folder / "openvino_detokenizer.xml").exists():
+        return
+    import openvino as ov
+    import openvino_tokenizers
+    from transformers import AutoTokenizer
+
+    tokenizer, detokenizer = openvino_tokenizers.convert_tokenizer(AutoTokenizer.from_pretrained(folder),
+                                                                   with_detokenizer=True)
+    for name, model in (("openvino_tokenizer", tokenizer), ("openvino_detokenizer", detokenizer)):
+        ov.save_model(model, folder / f"{name}.tmp.xml")
+        for suffix in (".xml", ".bin"):  # renamed last, so a half-written pair is never taken for a whole one
+            (folder / f"{name}.tmp{suffix}").replace(folder / f"{name}{suffix}")
 
 
 def facts(folder: Path) -> dict:

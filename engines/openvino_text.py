@@ -1,45 +1,55 @@
 """The quantized CPU engine: OpenVINO GenAI's continuous batching pipeline behind the same `Batcher` interface.
 
-One worker thread per loaded model adds waiting requests to the pipeline (up to `max_batch` at once; they join at
-the next step), runs its steps and hands each request's tokens to its queue as ("token" | "end" | "error", value,
-probability) triples, exactly like `engines.batching.Batcher`, so `GenerationRun` streams either one.
+The pipeline runs in a process of its own (engines/openvino_worker.py): its `step()` keeps the interpreter lock while
+it computes, which in this process would hold up every other thread (HTTP, gradio, the next person's prompt) for the
+length of each step. Here one thread per loaded model sends waiting requests to that process (up to `max_batch` at
+once; they join at its next step) and hands each request's tokens to its queue as ("token" | "end" | "error", value,
+probability) triples, exactly like `engines.batching.Batcher`, so `GenerationRun` streams either one. Unloading the
+model ends its process, which gives all of its memory back.
 
 What the engine gives per request: its own sampling settings and seed (the same text alone or in a batch), the
-probability of the chosen token only (no alternatives), and a stop at the next step. Its prefix cache is off: it
-is shared by all requests and keyed by tokens alone, so a prompt someone else sent before would start faster, and
-that timing would tell one person what another wrote (see engines/prefix_cache.py); prompts are prefilled whole.
+probability of the chosen token only (no alternatives), and a stop at once (no token after the flag is passed on;
+the engine drops the request at its next step). Its prefix cache is off: it is shared by all requests and keyed by
+tokens alone, so a prompt someone else sent before would start faster, and that timing would tell one person what
+another wrote (see engines/prefix_cache.py); prompts are prefilled whole.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
 import logging
 import math
 import os
 import queue
+import socket
+import subprocess
+import sys
 import threading
 import weakref
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from engines.batching import BatchStats, WaitingLine
 from engines.cache import Loaded
 from engines.constraints import Constraint
 from engines.generation import TextModel
-from engines.gguf_openvino import facts
+from engines.gguf_openvino import ensure_tokenizer, facts
 from engines.params import GenerationParams
 from errors import InvalidInput, Unavailable
 
 logger = logging.getLogger(__name__)
 ENGINE = "openvino"
+WORKER = Path(__file__).with_name("openvino_worker.py")
+POLL_S = 0.02  # how often the batch thread looks at stop flags while the engine computes a step
+LOAD_TIMEOUT_S = 600
 _LIVE: weakref.WeakSet[OpenVINOBatcher] = weakref.WeakSet()
 
 # f32 activations: the CPU's default bf16 turns the repaired zero points (engines/gguf_openvino.py) into garbage in
 # the batching pipeline, and f32 keeps replies next to the float32 path; the speed difference was within noise here.
-# The key/value cache stays at the engine's default u8.
+# The key/value cache stays at the engine's default u8 (f32 was 15% slower, measured 2026-12-02).
 PROPERTIES = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
@@ -48,6 +58,57 @@ def available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("openvino_genai") is not None
+
+
+class EngineProcess:
+    """engines/openvino_worker.py running in a child process, and the socket to it (protocol: that module)."""
+
+    def __init__(self, name: str):
+        ours, theirs = socket.socketpair()
+        self.name = name
+        self.proc = subprocess.Popen([sys.executable, str(WORKER), str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                                     stdin=subprocess.DEVNULL)
+        theirs.close()
+        self.conn = Connection(ours.detach())
+        self._send_lock, self.read_lock = threading.Lock(), threading.Lock()
+
+    def send(self, message: tuple) -> None:
+        with self._send_lock:
+            self.conn.send(message)
+
+    def load(self, folder: Path, scheduler: dict, properties: dict) -> int:
+        """Build the pipeline in the child; returns its resident bytes. Raises Unavailable naming the model."""
+        self.send(("load", str(folder), scheduler, properties))
+        if not self.conn.poll(LOAD_TIMEOUT_S):
+            self.close()
+            raise Unavailable(f"{self.name}: the OpenVINO engine did not build the model within {LOAD_TIMEOUT_S} s")
+        try:
+            reply = self.conn.recv()
+        except EOFError:
+            raise Unavailable(f"{self.name}: the OpenVINO engine process ended while building the model "
+                              f"({self.ended()}); free some memory and load it again") from None
+        if reply[0] != "loaded":
+            self.close()
+            raise Unavailable(f"{self.name}: the OpenVINO engine could not build the model: {reply[1]}")
+        return reply[1]
+
+    def ended(self) -> str:
+        code = self.proc.poll()
+        if code is None:
+            return "still running"
+        return "killed: out of memory?" if code == -9 else f"exit code {code}"
+
+    def close(self) -> None:
+        try:
+            self.send(("close",))
+        except OSError:  # already gone
+            pass
+        self.conn.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 @dataclass(eq=False)
@@ -60,7 +121,7 @@ class OVRequest:
     owner: str = ""  # kept for the interface: this engine shares no prompt's cache between requests
     constraint: Constraint | None = None  # compiled by the engine itself (its structured output)
     out: queue.Queue = field(default_factory=queue.Queue)
-    handle: object = None
+    rid: int = 0
     generated: int = 0
 
 
@@ -68,7 +129,7 @@ class OpenVINOBatcher(WaitingLine):
     """Runs one OpenVINO pipeline's requests as one continuously refilled batch (see the module docstring).
 
     Args:
-        pipe: an `openvino_genai.ContinuousBatchingPipeline`.
+        process: the engine process, its pipeline built.
         eos_ids: tokens that end a sequence.
         max_batch: most requests in the pipeline at once; more wait here, in order.
         max_waiting: most requests waiting; more are refused with `QueueFull`.
@@ -78,15 +139,18 @@ class OpenVINOBatcher(WaitingLine):
     worker_name = "openvino-batch"
     compiles_constraints = True  # constraints go to the engine's own structured output, not an xgrammar matcher
 
-    def __init__(self, pipe, eos_ids: list[int], *, max_batch: int = 8, max_waiting: int = 64):
-        self.pipe, self.eos_ids = pipe, eos_ids
+    def __init__(self, process: EngineProcess, eos_ids: list[int], *, max_batch: int = 8, max_waiting: int = 64):
+        self.process, self.eos_ids = process, eos_ids
         self.max_batch, self.max_waiting = max(1, max_batch), max_waiting
         self._cond = threading.Condition()
         self._waiting: deque[OVRequest] = deque()
-        self._active: list[OVRequest] = []
+        self._active: dict[int, OVRequest] = {}
         self._thread: threading.Thread | None = None
         self._closing = False
+        self.ended = ""  # why the engine process is gone, once it is (engines/text.py then loads the model again)
+        self._resident: int | None = None
         self._steps = self._served = self._next_id = 0
+        self._finalizer = weakref.finalize(self, process.close)  # unloading the model ends its process
         _LIVE.add(self)
 
     def submit(self, ids: list[int], params: GenerationParams, seed: int, stop: threading.Event,
@@ -95,17 +159,21 @@ class OpenVINOBatcher(WaitingLine):
         """Queue a generation; its tokens arrive on the returned request's `out` queue."""
         if not ids:
             raise InvalidInput("the prompt has no tokens")
+        if self.ended:
+            raise Unavailable(f"the model's engine process has ended ({self.ended}); unload the model in the "
+                              f"Models tab and load it again")
         req = OVRequest(list(ids), params, seed, stop, with_probs, owner, constraint)
         self._enqueue(req)
         return req
 
     def close(self, timeout: float = 5.0) -> None:
-        """End every request (with an error saying why) and wait for the worker to leave the engine's code."""
+        """End every request (with an error saying why) and the engine process."""
         with self._cond:
             self._closing = True
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+        self._finalizer()
 
     def stats(self) -> BatchStats:
         with self._cond:
@@ -117,6 +185,14 @@ class OpenVINOBatcher(WaitingLine):
         with self._cond:
             return self._waiting.index(req) + 1 if req in self._waiting else 0
 
+    def resident_bytes(self) -> int:
+        """The engine process's resident memory, after giving back the heap its build left behind."""
+        self._resident = None
+        self.process.send(("trim",))
+        while self._resident is None:
+            self._receive(0.1)
+        return self._resident
+
     # -- the worker -----------------------------------------------------------------------------------------
     def _run(self) -> None:
         try:
@@ -124,19 +200,12 @@ class OpenVINOBatcher(WaitingLine):
                 pass
         except BaseException as exc:  # a failure here must not leave callers waiting forever
             logger.exception("OpenVINO batch worker failed")
-            with self._cond:
-                for req in [*self._active, *self._waiting]:
-                    req.out.put(("error", exc, None))
-                self._active, self._thread = [], None
-                self._waiting.clear()
+            self._fail_all(exc)
 
     def _loop_once(self) -> bool:
         with self._cond:
             if self._closing:
-                for req in [*self._active, *self._waiting]:
-                    req.out.put(("error", Unavailable("the model is shutting down; send the request again"), None))
-                self._active, self._thread = [], None
-                self._waiting.clear()
+                self._fail_all(Unavailable("the model is shutting down; send the request again"), locked=True)
                 return False
             if not self._waiting and not self._active:
                 self._thread = None  # the next submit starts a fresh worker
@@ -146,153 +215,137 @@ class OpenVINOBatcher(WaitingLine):
         for req in joining:
             self._add(req)
         self._drop_stopped()
-        if self.pipe.has_non_finished_requests():
-            self.pipe.step()
-            self._steps += 1
-        self._collect()
+        self._receive(POLL_S)
         return True
 
-    def _add(self, req: OVRequest) -> None:
-        import numpy as np
-        import openvino as ov
+    def _fail_all(self, exc: BaseException, locked: bool = False) -> None:
+        if not locked:
+            with self._cond:
+                return self._fail_all(exc, locked=True)
+        for req in [*self._active.values(), *self._waiting]:
+            req.out.put(("error", exc, None))
+        self._active.clear()
+        self._waiting.clear()
+        self._thread = None
 
+    def _add(self, req: OVRequest) -> None:
         if req.stop.is_set():
             req.out.put(("end", None, None))
             return
         self._next_id += 1
-        try:
-            ids = ov.Tensor(np.asarray([req.ids], dtype=np.int64))
-            req.handle = self.pipe.add_request(self._next_id, ids, generation_config(req, self.eos_ids))
-        except RuntimeError as exc:  # the engine refused this request's settings: only it fails
-            logger.error("OpenVINO refused a request: %s", exc)
-            req.out.put(("error", exc, None))
-            return
+        req.rid = self._next_id
         with self._cond:
-            self._active.append(req)
+            self._active[req.rid] = req
+        self.process.send(("add", req.rid, req.ids, settings(req, self.eos_ids)))
 
     def _drop_stopped(self) -> None:
-        """Requests whose stop flag is set end now: at most the token being computed is lost."""
-        for req in [r for r in self._active if r.stop.is_set()]:
-            req.handle.stop()
+        """Requests whose stop flag is set end now: the engine drops them at its next step."""
+        for req in [r for r in self._active.values() if r.stop.is_set()]:
+            self.process.send(("stop", req.rid))
             self._finish(req)
 
-    def _collect(self) -> None:
-        import openvino_genai as og
+    def _receive(self, timeout: float) -> None:
+        """Wait up to `timeout` for the engine's next message and act on it (one reader at a time)."""
+        with self.process.read_lock:
+            try:
+                if not self.process.conn.poll(timeout):
+                    return
+                message = self.process.conn.recv()
+            except (EOFError, OSError):
+                self.ended = self.process.ended()
+                raise Unavailable(f"the model's engine process ended ({self.ended}); load the model again") \
+                    from None
+        kind = message[0]
+        if kind == "step":
+            self._steps += 1
+            for rid, tokens, log_probs, finished in message[1]:
+                self._deliver(rid, tokens, log_probs, finished)
+        elif kind == "refused":  # the engine refused this request's settings: only it fails
+            self._error(message[1], RuntimeError(message[2]))
+        elif kind == "failed":
+            for rid in message[1]:
+                self._error(rid, RuntimeError(f"the engine failed a step: {message[2]}"))
+        elif kind == "resident":
+            self._resident = message[1]
 
-        for req in list(self._active):
-            if req.stop.is_set():  # stopped during this step: its token is not sent
-                req.handle.stop()
-                self._finish(req)
-                continue
-            if req.handle.can_read():
-                for output in req.handle.read().values():
-                    logprobs = output.generated_log_probs if req.with_probs else []
-                    for i, token in enumerate(output.generated_ids):
-                        prob = math.exp(logprobs[i]) if i < len(logprobs) else None
-                        req.generated += 1
-                        req.out.put(("token", int(token), prob))
-            if req.handle.get_status() != og.GenerationStatus.RUNNING:
-                self._finish(req)
+    def _deliver(self, rid: int, tokens: list[int], log_probs: list[float], finished: bool) -> None:
+        req = self._active.get(rid)
+        if req is None:  # stopped here already
+            return
+        if req.stop.is_set():  # stopped during the step: its tokens are not passed on
+            self.process.send(("stop", rid))
+            finished, tokens = True, []
+        for i, token in enumerate(tokens):
+            prob = math.exp(log_probs[i]) if req.with_probs and i < len(log_probs) else None
+            req.generated += 1
+            req.out.put(("token", token, prob))
+        if finished:
+            self._finish(req)
+
+    def _error(self, rid: int, exc: Exception) -> None:
+        logger.error("OpenVINO request failed: %s", exc)
+        with self._cond:
+            req = self._active.pop(rid, None)
+        if req is not None:
+            req.out.put(("error", exc, None))
 
     def _finish(self, req: OVRequest) -> None:
         req.out.put(("end", None, None))
         with self._cond:
-            self._active.remove(req)
-            self._served += 1
+            if self._active.pop(req.rid, None) is not None:
+                self._served += 1
 
 
-def generation_config(req: OVRequest, eos_ids: list[int]):
-    """The engine's settings for one request: its own sampling, seed, length and probabilities."""
-    import openvino_genai as og
-
+def settings(req: OVRequest, eos_ids: list[int]) -> dict:
+    """One request's settings as engines/openvino_worker.py builds the engine's config from them."""
     p = req.params
-    config = og.GenerationConfig()
-    config.max_new_tokens = p.max_new_tokens
-    if eos_ids:
-        config.set_eos_token_id(eos_ids[0])
-        config.stop_token_ids = set(eos_ids)
-    config.repetition_penalty = p.repetition_penalty
-    config.do_sample = not p.greedy
-    if not p.greedy:
-        config.temperature, config.top_p, config.rng_seed = p.temperature, p.top_p, req.seed
-        if p.top_k:
-            config.top_k = p.top_k
-    config.logprobs = 1 if req.with_probs else 0
-    if req.constraint is not None:
-        config.structured_output_config = structured_output(req.constraint)
-    return config
-
-
-def structured_output(constraint: Constraint):
-    """The engine's structured output settings for a constraint already checked by engines/constraints.py."""
-    import openvino_genai as og
-
-    from engines.constraints import FREE_TEXT
-
-    config = og.StructuredOutputConfig
-    if constraint.kind == "json_or_text":  # the engine's own union: its xgrammar is older than the one we check with
-        return config(compound_grammar=config.Union(config.JSONSchema(constraint.text), config.Regex(FREE_TEXT)))
-    return config(**{constraint.kind: constraint.text})
-
-
-def ensure_tokenizer(folder: Path) -> None:
-    """Write the engine's own tokenizer models beside the model once: its structured output reads the vocabulary
-    from them (without them every constrained request fails with \"the tokenizer has no vocabulary entries\")."""
-    if (folder / "openvino_tokenizer.xml").exists() and (folder / "openvino_detokenizer.xml").exists():
-        return
-    import openvino as ov
-    import openvino_tokenizers
-    from transformers import AutoTokenizer
-
-    tokenizer, detokenizer = openvino_tokenizers.convert_tokenizer(AutoTokenizer.from_pretrained(folder),
-                                                                   with_detokenizer=True)
-    for name, model in (("openvino_tokenizer", tokenizer), ("openvino_detokenizer", detokenizer)):
-        ov.save_model(model, folder / f"{name}.tmp.xml")
-        for suffix in (".xml", ".bin"):  # renamed last, so a half-written pair is never taken for a whole one
-            (folder / f"{name}.tmp{suffix}").replace(folder / f"{name}{suffix}")
+    return {"max_new_tokens": p.max_new_tokens, "eos_ids": list(eos_ids), "repetition_penalty": p.repetition_penalty,
+            "greedy": p.greedy, "temperature": p.temperature, "top_p": p.top_p, "top_k": p.top_k, "seed": req.seed,
+            "with_probs": req.with_probs,
+            "constraint": (req.constraint.kind, req.constraint.text) if req.constraint is not None else None}
 
 
 def load_folder(folder: Path, name: str, source: str, *, threads: int | None, max_batch: int,
                 max_waiting: int, kv_cache_gb: int = 1) -> Loaded:
     """Load an OpenVINO model folder (from engines/gguf_openvino.py) as a text model for the cache.
 
-    The memory shown is what the process really gained: resident memory before and after loading and a first
-    generation (which is when the engine lays out its weights).
+    The memory shown is what the model really holds: the engine process's resident memory after a first generation
+    (which is when the engine lays out its weights), plus what the tokenizer added to this process.
     """
     import psutil
     from transformers import AutoConfig, AutoTokenizer
 
-    process = psutil.Process(os.getpid())
-    before = process.memory_info().rss
+    me = psutil.Process(os.getpid())
+    before = me.memory_info().rss
     ensure_tokenizer(folder)
-    with ThreadPoolExecutor(1) as pool:  # the tokenizer loads while the engine compiles (a warm load is ~2 s)
-        tokenizer_job = pool.submit(AutoTokenizer.from_pretrained, folder)
-        pipe = _pipeline(folder, threads, max_batch, kv_cache_gb)
-        tokenizer = tokenizer_job.result()
+    process = EngineProcess(name)
+    try:
+        with ThreadPoolExecutor(1) as pool:  # the tokenizer loads here while the engine process builds the model
+            tokenizer_job = pool.submit(AutoTokenizer.from_pretrained, folder)
+            process.load(folder, scheduler(max_batch, kv_cache_gb),
+                         dict(PROPERTIES, **({"INFERENCE_NUM_THREADS": threads} if threads else {})))
+            tokenizer = tokenizer_job.result()
+    except BaseException:
+        process.close()
+        raise
     config = AutoConfig.from_pretrained(folder)
     eos = config.eos_token_id
     eos_ids = sorted({*(eos if isinstance(eos, list) else [eos] if eos is not None else []),
                       *([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])})
-    batcher = OpenVINOBatcher(pipe, eos_ids, max_batch=max_batch or 1, max_waiting=max_waiting)
-    tm = TextModel(model=pipe, tokenizer=tokenizer, context_length=int(config.max_position_embeddings),
+    batcher = OpenVINOBatcher(process, eos_ids, max_batch=max_batch or 1, max_waiting=max_waiting)
+    tm = TextModel(model=process, tokenizer=tokenizer, context_length=int(config.max_position_embeddings),
                    eos_ids=eos_ids, batcher=batcher)
     _warm_up(batcher, tokenizer)
-    _trim_heap()
-    weights = (folder / "openvino_model.bin").stat().st_size
+    memory = batcher.resident_bytes() + max(0, me.memory_info().rss - before)
     built = facts(folder)
     return Loaded(value=tm, task="text-generation", device="cpu", dtype=f"GGUF {built['main_type']}, f32 compute",
-                  parameters=built["parameters"], memory_bytes=max(process.memory_info().rss - before, weights),
-                  source=source, engine=ENGINE)
+                  parameters=built["parameters"], memory_bytes=memory, source=source, engine=ENGINE)
 
 
-def _pipeline(folder: Path, threads: int | None, max_batch: int, kv_cache_gb: int):
-    import openvino_genai as og
-
-    scheduler = og.SchedulerConfig()
-    scheduler.cache_size, scheduler.max_num_seqs = kv_cache_gb, max(1, max_batch)
-    scheduler.enable_prefix_caching = False  # shared across owners: see the module docstring
-    properties = dict(PROPERTIES, **({"INFERENCE_NUM_THREADS": threads} if threads else {}))
-    return og.ContinuousBatchingPipeline(str(folder), scheduler, "CPU", properties)
+def scheduler(max_batch: int, kv_cache_gb: int) -> dict:
+    """The engine's scheduler settings (engines/openvino_worker.py applies them)."""
+    return {"cache_size": kv_cache_gb, "max_num_seqs": max(1, max_batch),
+            "enable_prefix_caching": False}  # shared across owners: see the module docstring
 
 
 def _warm_up(batcher: OpenVINOBatcher, tokenizer) -> None:
@@ -302,15 +355,8 @@ def _warm_up(batcher: OpenVINOBatcher, tokenizer) -> None:
     while (item := req.out.get())[0] == "token":
         pass
     if item[0] == "error":
+        batcher.close()
         raise item[1]
-
-
-def _trim_heap() -> None:
-    """Give the heap the model build left behind back to the system (glibc keeps it otherwise)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:  # not glibc: nothing to do
-        pass
 
 
 @atexit.register

@@ -82,7 +82,17 @@ class TextEngine:
         """Load (or reuse) a model. Raises ModelLoadError / ModelNotFound with a message for the user."""
         if ref in self.remote:
             raise ModelLoadError(f"{ref} runs on {self.remote.models[ref].base_url}: there is nothing to load here")
+        self._forget_if_ended(ref)
         return self.cache.get(ref, lambda: self._load(ref, progress))
+
+    def _forget_if_ended(self, ref: str) -> None:
+        """Unload a model whose engine process died (killed for memory, most often), so it is loaded afresh."""
+        if ref not in self.cache:
+            return
+        tm = self.cache.get(ref, lambda: self._load(ref, None))
+        if getattr(tm.batcher, "ended", ""):
+            logger.warning("the engine process of %s ended (%s); loading it again", ref, tm.batcher.ended)
+            self.cache.unload(ref)
 
     def _load(self, ref: str, progress: Progress | None) -> Loaded:
         from safetensors import SafetensorError
@@ -189,6 +199,7 @@ class TextEngine:
             _no_remote_constraint(ref, constraint)
             yield from self.remote.chat(ref, messages, params, stop, with_probs, stop_strings)
             return
+        self._forget_if_ended(ref)
         with self.cache.use(ref, lambda: self._load(ref, None)) as tm:
             start = time.perf_counter()
             ids, trimmed = self._chat_ids(tm, messages, params.max_new_tokens)
@@ -205,6 +216,7 @@ class TextEngine:
             _no_remote_constraint(ref, constraint)
             yield from self.remote.complete(ref, prompt, params, stop_strings, stop, with_probs)
             return
+        self._forget_if_ended(ref)
         with self.cache.use(ref, lambda: self._load(ref, None)) as tm:
             start = time.perf_counter()
             ids = tm.tokenizer(prompt, add_special_tokens=True).input_ids

@@ -20,6 +20,7 @@ class FakeTextEngine:
         self.calls: list[dict] = []
         self.finished: list[str] = []  # finish reason of every run that ended
         self.active = 0
+        self.words_left: dict[int, int] = {}  # per running generation, how many words it has still to send
         self.loaded: list[str] = []
         self._lock = threading.Lock()
 
@@ -55,6 +56,7 @@ class FakeTextEngine:
         reason, n, start = "eos", 0, time.perf_counter()
         try:
             for i, word in enumerate(words):
+                self.words_left[id(stop)] = len(words) - i
                 if stop.is_set():
                     reason = "stop"
                     break
@@ -68,6 +70,7 @@ class FakeTextEngine:
         finally:
             with self._lock:
                 self.active -= 1
+                self.words_left.pop(id(stop), None)
             self.finished.append(reason)
         total = time.perf_counter() - start
         yield StreamUpdate(stats=GenerationStats(

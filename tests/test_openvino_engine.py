@@ -163,3 +163,31 @@ def test_an_unsupported_architecture_is_refused_and_the_model_stays(engine, mode
         engine.load(str(path))
     assert MODEL in engine.cache
     assert not [p for p in Path(engine.resolver.models_dir, "openvino").glob("tiny-mamba*") if p.is_dir()]
+
+
+def test_the_engine_runs_in_its_own_process_which_unloading_ends(engine):
+    import os
+
+    process = engine.load(MODEL).batcher.process.proc
+    assert process.pid != os.getpid() and process.poll() is None
+    assert engine.cache.unload(MODEL)
+    assert process.wait(10) is not None  # its memory went with it
+    assert "Paris" in run(engine, GREEDY)[0]  # loaded again on demand
+
+
+def test_a_dead_engine_process_fails_its_requests_clearly_and_a_reload_works(engine):
+    from engines.generation import GenerationError
+    from errors import Unavailable
+
+    batcher = engine.load(MODEL).batcher
+    stop = threading.Event()
+    updates = engine.chat(MODEL, [{"role": "user", "content": "Write a long story."}],
+                          GenerationParams(temperature=0, max_new_tokens=400), stop=stop)
+    next(updates)
+    batcher.process.proc.kill()
+    with pytest.raises((GenerationError, Unavailable), match="engine process (has )?ended"):
+        list(updates)
+    with pytest.raises(Unavailable, match="engine process has ended.*load it again"):
+        batcher.submit([1, 2, 3], GREEDY, 0, threading.Event())
+    assert "Paris" in run(engine, GREEDY)[0]  # the next request loads the model afresh
+    assert engine.load(MODEL).batcher is not batcher

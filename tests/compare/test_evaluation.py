@@ -76,8 +76,9 @@ def test_stop_keeps_finished_rows_and_resume_adds_exactly_the_rest(tmp_path, his
     engine = FakeTextEngine(reply="Paris " * 20, delay=0.01)
     runner = EvalRunner(EvalStore(tmp_path), engine, history, workers=2)
     run = runner.start(OWNER, spec("m1", "m2"), ITEMS)
-    while runner.store.counts(run)[0] < 3:
-        threading.Event().wait(0.01)
+    # stop once 3 rows are kept and a row is midway (the two workers' rows end together: wait for one to be under way)
+    while runner.store.counts(run)[0] < 3 or max(list(engine.words_left.values()), default=0) < 5:
+        threading.Event().wait(0.002)
     runner.stop(run)
     assert runner.wait(run, timeout=10)
     stopped = runner.store.counts(run)[0]

@@ -20,6 +20,10 @@ def test_rouge_l_is_the_lcs_f_measure():
     # LCS of "the cat sat on the mat" and "the cat is on the mat" is "the cat on the mat": 5 of 6 tokens each way
     assert s.score("the cat sat on the mat", "the cat is on the mat")["rouge_l"] == pytest.approx(5 / 6, abs=1e-6)
     assert s.score("completely different words", "the cat")["rouge_l"] == 0.0
+    # as rouge-score tokenizes: case and punctuation ignored, words over three letters stemmed
+    assert s.score("The dogs were RUNNING!", "dog running")["rouge_l"] == pytest.approx(2 * (2 / 4) * 1 / 1.5)
+    assert s.score("a b c d", "d c b a")["rouge_l"] == pytest.approx(0.25)
+    assert s.score("", "the cat")["rouge_l"] == 0.0
 
 
 def test_chrf_and_bleu_are_one_on_identical_text_and_lower_otherwise():
