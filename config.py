@@ -14,6 +14,7 @@ REPO_DIR = Path(__file__).resolve().parent
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 ENGINES = ("auto", "torch", "openvino")
+OV_WEIGHTS = ("int4", "int8")
 
 
 def _env_bool(name: str, default: bool = False) -> bool:
@@ -81,12 +82,15 @@ class AppConfig:
     rate_limit_per_min: int = 60
     request_timeout_s: float = 300.0
     engine: str = "auto"
+    ov_weights: str = "int4"
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.ov_weights not in OV_WEIGHTS:
+            raise ValueError(f"ov_weights must be one of {OV_WEIGHTS}, got {self.ov_weights!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not 0 < self.port < 65536:
@@ -144,6 +148,7 @@ class AppConfig:
             rate_limit_per_min=args.rate_limit,
             request_timeout_s=args.request_timeout_s,
             engine=args.engine,
+            ov_weights=args.ov_weights,
         )
 
 
@@ -204,4 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text engine: openvino runs GGUF models (the embedded chat model included) quantized on the "
                         "CPU; torch runs everything through transformers; auto: openvino on the CPU for GGUF "
                         "models when installed, torch otherwise (env PLAYGROUND_ENGINE)")
+    p.add_argument("--ov-weights", choices=OV_WEIGHTS, default=env("PLAYGROUND_OV_WEIGHTS", "int4"),
+                   help="what hub models are converted to, once, for the openvino engine (env PLAYGROUND_OV_WEIGHTS)")
     return p

@@ -79,7 +79,8 @@ def build_services(config: AppConfig) -> Services:
                       split_linear=config.split_linear, pack_linear=config.pack_linear,
                       prefix_cache_bytes=config.prefix_cache_mb << 20,
                       max_waiting=config.max_queue, threads=config.torch_threads,
-                      remote=RemoteTextEngine(catalog.remote), engine=config.engine)
+                      remote=RemoteTextEngine(catalog.remote), engine=config.engine,
+                      ov_weights=config.ov_weights)
     embedder = default_embedder(cache, resolver)  # one MiniLM for history and collections, owned by the cache
     limiter = RateLimiter(config.rate_limit_per_min)  # one count per user across the UI and the API
     registry = StopRegistry(limiter, config.request_timeout_s)

@@ -17,6 +17,7 @@ another wrote (see engines/prefix_cache.py); prompts are prefilled whole.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import math
 import os
@@ -29,7 +30,7 @@ import weakref
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from engines.batching import BatchStats, WaitingLine
@@ -150,7 +151,10 @@ class OpenVINOBatcher(WaitingLine):
         self.ended = ""  # why the engine process is gone, once it is (engines/text.py then loads the model again)
         self._resident: int | None = None
         self._steps = self._served = self._next_id = 0
-        self._finalizer = weakref.finalize(self, process.close)  # unloading the model ends its process
+        # a new request wakes the batch thread at once (it would otherwise wait for the engine's next message)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)  # a full pipe already means "wake up"
+        self._finalizer = weakref.finalize(self, _release, process, self._wake_r, self._wake_w)
         _LIVE.add(self)
 
     def submit(self, ids: list[int], params: GenerationParams, seed: int, stop: threading.Event,
@@ -164,6 +168,8 @@ class OpenVINOBatcher(WaitingLine):
                               f"Models tab and load it again")
         req = OVRequest(list(ids), params, seed, stop, with_probs, owner, constraint)
         self._enqueue(req)
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"+")
         return req
 
     def close(self, timeout: float = 5.0) -> None:
@@ -248,7 +254,10 @@ class OpenVINOBatcher(WaitingLine):
         """Wait up to `timeout` for the engine's next message and act on it (one reader at a time)."""
         with self.process.read_lock:
             try:
-                if not self.process.conn.poll(timeout):
+                ready = wait([self.process.conn, self._wake_r], timeout)
+                if self._wake_r in ready:
+                    os.read(self._wake_r, 4096)
+                if self.process.conn not in ready:
                     return
                 message = self.process.conn.recv()
             except (EOFError, OSError):
@@ -294,6 +303,13 @@ class OpenVINOBatcher(WaitingLine):
         with self._cond:
             if self._active.pop(req.rid, None) is not None:
                 self._served += 1
+
+
+def _release(process: EngineProcess, *fds: int) -> None:
+    """When the model is unloaded (or closed): end its engine process, close the wake-up pipe."""
+    process.close()
+    for fd in fds:
+        os.close(fd)
 
 
 def settings(req: OVRequest, eos_ids: list[int]) -> dict:

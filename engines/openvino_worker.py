@@ -77,13 +77,17 @@ class Engine:
 
     def serve(self) -> None:
         while True:
-            if not self.handles and not self.conn.poll(None):  # idle: sleep until the app writes
-                continue
-            while self.conn.poll(0):
+            if not self.busy():
+                self.conn.poll(None)  # idle: sleep until the app writes
+            while self.conn.poll(0):  # requests join (or leave) between steps
                 if not self.command(self.conn.recv()):
                     return
-            if self.handles:
+            if self.busy():
                 self.step()
+
+    def busy(self) -> bool:
+        # a stopped request stays in the pipeline until a step drops it (and frees its cache blocks)
+        return bool(self.handles) or self.pipe.has_non_finished_requests()
 
     def command(self, message: tuple) -> bool:
         kind = message[0]

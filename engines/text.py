@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from engines import adapters, batching, gguf_openvino, omp, openvino_text, split_linear
+from engines import adapters, batching, gguf_openvino, hf_gguf, omp, openvino_text, split_linear
 from engines.cache import Loaded, ModelCache
 from engines.constraints import Constraint
 from engines.device import Placement
@@ -50,15 +50,18 @@ class TextEngine:
         prefix_cache_bytes: per batched model, memory for the keys and values of earlier prompts, so that a chat's
             next message is prefilled only from where it differs (engines/prefix_cache.py; 0: off).
         remote: models served by external OpenAI-compatible servers, by catalog name.
-        engine: what runs models: "torch" (transformers), "openvino" (GGUF files on the CPU through OpenVINO GenAI,
-            engines/openvino_text.py), or "auto" (openvino on the CPU for GGUF models when installed, else torch).
+        engine: what runs models: "torch" (transformers), "openvino" (on the CPU through OpenVINO GenAI,
+            engines/openvino_text.py: GGUF files as they are, transformers models converted once by
+            engines/hf_gguf.py), or "auto" (openvino on the CPU when installed for GGUF files and hub models of an
+            architecture it reads; torch for the rest: local folders, adapters, other architectures, GPUs).
+        ov_weights: what transformers models are converted to for the OpenVINO engine: "int4" or "int8".
     """
 
     def __init__(self, cache: ModelCache, resolver: ModelResolver, placement: Placement | Callable[[], Placement], *,
                  trust_remote_code: bool = False, max_input_tokens: int = 4096, max_batch: int = 8,
                  max_waiting: int = 64, threads: int | None = None, split_linear: bool = False,
                  pack_linear: bool = False, prefix_cache_bytes: int = 0, remote: RemoteTextEngine | None = None,
-                 engine: str = "torch"):
+                 engine: str = "torch", ov_weights: str = "int4"):
         self.cache = cache
         self.resolver = resolver
         self.placement = placement
@@ -68,7 +71,7 @@ class TextEngine:
         self.split_linear, self.pack_linear = split_linear, pack_linear
         self.prefix_cache_bytes = prefix_cache_bytes
         self.remote = remote or RemoteTextEngine({})
-        self.engine = engine
+        self.engine, self.ov_weights = engine, ov_weights
 
     def uses_openvino(self) -> bool:
         """Whether GGUF models (the embedded one included) run on the OpenVINO engine."""
@@ -116,10 +119,40 @@ class TextEngine:
     def _load_resolved(self, resolved: Resolved, progress: Progress | None = None) -> Loaded:
         if resolved.location.endswith(".gguf") and self.uses_openvino():
             return self._load_openvino(resolved, progress)
-        if self.engine == "openvino":
-            raise ModelLoadError(f"{resolved.name} is a transformers model ({resolved.source}); the openvino engine "
-                                 f"runs GGUF files: start the app with --engine auto (or torch) to load it")
+        converted = self._converted_for_openvino(resolved, progress)
+        if converted is not None:
+            return openvino_text.load_folder(converted, resolved.name, resolved.source, threads=self.threads,
+                                             max_batch=self.max_batch, max_waiting=self.max_waiting)
         return self._load_torch(resolved)
+
+    def _converted_for_openvino(self, resolved: Resolved, progress: Progress | None) -> Path | None:
+        """The OpenVINO folder of a transformers model, converted once, when this model runs on that engine: with
+        --engine openvino always (or a clear refusal), with auto for hub models the converter can write."""
+        wanted = self.engine == "openvino" or (
+            self.uses_openvino() and resolved.source in ("hub", "hub cache") and not resolved.adapter)
+        if not wanted:
+            return None
+        try:
+            if resolved.adapter:
+                raise hf_gguf.NotConvertible("a fine-tuned adapter (adapters run on the torch engine)")
+            return hf_gguf.openvino_folder(self._files_of(resolved), self.resolver.models_dir, resolved.name,
+                                           self.ov_weights, progress)
+        except hf_gguf.NotConvertible as exc:
+            if self.engine == "openvino":
+                raise ModelLoadError(f"{resolved.name} cannot run on the openvino engine: {exc}; start the app with "
+                                     f"--engine auto (or torch) to load it through transformers") from exc
+            logger.info("%s stays on torch: %s", resolved.name, exc)
+            return None
+
+    @staticmethod
+    def _files_of(resolved: Resolved) -> Path:
+        """The folder holding a model's files (a hub model's are fetched, config, tokenizer and weights only)."""
+        if resolved.source != "hub":
+            return Path(resolved.location)
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(resolved.location, allow_patterns=[
+            "*.json", "*.safetensors", "*.jinja", "*.txt"]))
 
     def _load_openvino(self, resolved: Resolved, progress: Progress | None) -> Loaded:
         source = Path(resolved.location)
@@ -132,7 +165,7 @@ class TextEngine:
 
     def _load_torch(self, resolved: Resolved) -> Loaded:
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
         kw = {"trust_remote_code": self.trust_remote_code, "local_files_only": resolved.local_only}
@@ -148,7 +181,7 @@ class TextEngine:
             archs = ", ".join(getattr(config, "architectures", None) or [config.model_type])
             raise ModelLoadError(f"{resolved.name} is a {config.model_type} model ({archs}), not a text-generation "
                                  f"model; pick a causal language model")
-        tokenizer = AutoTokenizer.from_pretrained(location, **kw)
+        tokenizer = _tokenizer(resolved.name, location, kw)
         p = self.placement() if callable(self.placement) else self.placement
         model = AutoModelForCausalLM.from_pretrained(location, dtype=p.dtype, device_map=p.device_map, **kw)
         if resolved.adapter:
@@ -283,3 +316,14 @@ def _packing_budget() -> int:
 
 __all__ = ["GenerationError", "GenerationStats", "InputTooLong", "ModelLoadError", "ModelNotFound",
            "StreamUpdate", "TextEngine", "TextModel"]
+
+
+def _tokenizer(name: str, location: str, kw: dict):
+    """The model's tokenizer; damaged tokenizer files are the person's to fix, said so by name."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(location, **kw)
+    except (KeyError, ValueError, TypeError) as exc:  # what the tokenizer classes raise on malformed files
+        raise ModelLoadError(f"cannot read the tokenizer of {name}: its tokenizer files are damaged or of an unknown "
+                             f"kind ({type(exc).__name__}: {exc}); download the model again") from exc

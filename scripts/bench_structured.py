@@ -11,6 +11,8 @@ Three measurements, side by side in one run on the same engine and prompts (gree
    first token, median; the ratio constrained / free (target >= 0.8).
 3. Four people streaming at once, each sending the next request as soon as a reply ends, for a fixed time: four
    free, then two constrained + two free, alternating rounds; aggregate tokens/s and the ratio (target >= 0.9).
+   `--parts streams_equal` repeats it with every reply cut at 32 tokens (a diagnosis: constrained replies are
+   shorter, so those people send more prompts to prefill; at equal lengths only the constraint differs).
 """
 
 from __future__ import annotations
@@ -162,6 +164,9 @@ def main() -> None:
         report["speed_one_at_a_time"] = speed(text, constraint, PROMPTS[::5][:args.speed_prompts], args.new_tokens)
     if "streams" in parts:
         report["four_streams"] = concurrency(text, constraint, args.rounds, args.seconds, args.new_tokens)
+    if "streams_equal" in parts:  # diagnosis: every reply cut at the constrained replies' length (about 30 tokens),
+        # so that all four people start new requests (and prompts) equally often and only the constraint differs
+        report["four_streams_equal_length"] = concurrency(text, constraint, args.rounds, args.seconds, 32)
     text.cache.close()
     out = json.dumps(report, indent=2)
     print(out)
