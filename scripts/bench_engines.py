@@ -195,7 +195,7 @@ def agreement(reference: dict, other: dict) -> dict:
     return {"identical_replies": f"{same}/{len(reference)}", "matching_leading_tokens": leads}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
@@ -204,12 +204,19 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=300, help="held Shakespeare lines for perplexity")
     parser.add_argument("--prompts", type=int, default=20, help="fixed prompts for greedy agreement (at most 20)")
     parser.add_argument("--skip-app", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--skip-gguf-as-read", action="store_true")
+    parser.add_argument("--converted", default="", help="also the float32 folder converted as a hub model is: "
+                                                        "int4, int8 or int4,int8")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     import torch
     from transformers import AutoTokenizer
 
     from config import AppConfig
-    from engines import gguf_openvino
+    from engines import gguf_openvino, hf_gguf
     from engines.embedded import EMBEDDED, ensure_converted, package_file
 
     torch.set_num_threads(args.threads)
@@ -229,8 +236,13 @@ def main() -> None:
     log("OpenVINO, the app's repaired copy")
     engines = {"transformers_float32": ref,
                "openvino_repaired_q4_1 (the app's)": openvino_side(repaired, args, lines, tok, props)}
-    log("OpenVINO, the GGUF as its reader builds it")
-    engines["openvino_gguf_as_read"] = openvino_side(_as_read(gguf, models_dir), args, lines, tok, props)
+    if not args.skip_gguf_as_read:
+        log("OpenVINO, the GGUF as its reader builds it")
+        engines["openvino_gguf_as_read"] = openvino_side(_as_read(gguf, models_dir), args, lines, tok, props)
+    for weights in args.converted.split(",") if args.converted else []:  # the hub-model path, from float32
+        log(f"OpenVINO, the transformers folder converted to {weights} (engines/hf_gguf.py)")
+        converted = hf_gguf.openvino_folder(Path(fp32), models_dir, MODEL, weights)
+        engines[f"openvino_converted_{weights}"] = openvino_side(converted, args, lines, tok, props)
     if args.ort_folder:
         log("ONNX Runtime GenAI")
         engines["onnxruntime_genai_int4"] = onnx_side(args.ort_folder, args)
