@@ -32,6 +32,12 @@ class Loaded:
     memory_bytes: int
     source: str = ""
     engine: str = "torch"  # what runs it: torch (transformers, diffusers) or openvino (engines/openvino_text.py)
+    resident: Callable[[], int | None] | None = None  # its memory now, where that is measurable (its own process)
+
+    def memory_now(self) -> int:
+        """Resident memory now when the loader can measure it, else what it measured at load."""
+        now = self.resident() if self.resident is not None else None
+        return now if now is not None else self.memory_bytes
 
 
 @dataclass
@@ -231,7 +237,7 @@ class ModelCache:
             return [
                 CacheRow(
                     key=k, task=e.loaded.task, device=e.loaded.device, dtype=e.loaded.dtype,
-                    parameters=e.loaded.parameters, memory_mb=round(e.loaded.memory_bytes / 2**20, 1),
+                    parameters=e.loaded.parameters, memory_mb=round(e.loaded.memory_now() / 2**20, 1),
                     load_seconds=round(e.load_seconds, 2), idle_seconds=round(now - e.last_used, 1),
                     in_use=e.in_use, source=e.loaded.source, activity=_activity(e.loaded.value),
                     engine=e.loaded.engine,

@@ -93,6 +93,15 @@ class EngineProcess:
             raise Unavailable(f"{self.name}: the OpenVINO engine could not build the model: {reply[1]}")
         return reply[1]
 
+    def resident_bytes(self) -> int | None:
+        """The engine process's resident memory now (None once it is gone)."""
+        import psutil
+
+        try:
+            return psutil.Process(self.proc.pid).memory_info().rss if self.proc.poll() is None else None
+        except psutil.Error:
+            return None
+
     def ended(self) -> str:
         code = self.proc.poll()
         if code is None:
@@ -352,10 +361,17 @@ def load_folder(folder: Path, name: str, source: str, *, threads: int | None, ma
     tm = TextModel(model=process, tokenizer=tokenizer, context_length=int(config.max_position_embeddings),
                    eos_ids=eos_ids, batcher=batcher)
     _warm_up(batcher, tokenizer)
-    memory = batcher.resident_bytes() + max(0, me.memory_info().rss - before)
+    here = max(0, me.memory_info().rss - before)  # the tokenizer, in this process
+    memory = batcher.resident_bytes() + here
     built = facts(folder)
+
+    def resident() -> int | None:  # the Models tab shows the engine process as it is now
+        now = process.resident_bytes()
+        return None if now is None else now + here
+
     return Loaded(value=tm, task="text-generation", device="cpu", dtype=f"GGUF {built['main_type']}, f32 compute",
-                  parameters=built["parameters"], memory_bytes=memory, source=source, engine=ENGINE)
+                  parameters=built["parameters"], memory_bytes=memory, source=source, engine=ENGINE,
+                  resident=resident)
 
 
 def scheduler(max_batch: int, kv_cache_gb: int) -> dict:

@@ -47,6 +47,10 @@ def test_the_embedded_model_runs_from_its_gguf_on_openvino(engine):
     assert (row.engine, row.source, row.parameters) == ("openvino", "embedded GGUF", 134_515_008)
     assert row.dtype.startswith("GGUF Q4_1")
     assert 90 < row.memory_mb < 1000  # measured resident memory, not a guess from the weights
+    import psutil
+
+    process = engine.load(MODEL).batcher.process.proc
+    assert row.memory_mb * 2**20 >= psutil.Process(process.pid).memory_info().rss * 0.9  # the engine process, now
 
 
 def test_greedy_answer_and_probabilities_agree_with_float32(engine):
