@@ -130,13 +130,20 @@ def user(n: int, url: str, key: str, until: float, tally: Tally) -> None:
         tally.inflight.pop(n, None)
 
 
-def watch_memory(pid: int, stop: threading.Event, peak: list[int]) -> None:
+def tree_rss(pid: int) -> int:
+    """Resident memory of the server and its children (the OpenVINO engine runs in one per model)."""
     import psutil
 
     proc = psutil.Process(pid)
+    return proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+
+
+def watch_memory(pid: int, stop: threading.Event, peak: list[int]) -> None:
+    import psutil
+
     while not stop.is_set():
         try:
-            rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+            rss = tree_rss(pid)
         except psutil.Error:
             break
         peak[0] = max(peak[0], rss)
@@ -165,7 +172,7 @@ def main() -> int:
         from gradio_client import Client
 
         Client(url, verbose=False).predict("chat", MODEL, api_name="/load_model")  # not part of the load
-        baseline = __import__("psutil").Process(server.pid).memory_info().rss
+        baseline = tree_rss(server.pid)
         watcher = threading.Thread(target=watch_memory, args=(server.pid, stop_watch, peak), daemon=True)
         watcher.start()
         tally = Tally()
@@ -187,7 +194,7 @@ def main() -> int:
         stuck = {f"user {u}": f"{kind} for {now - since:.0f} s" for u, (kind, since) in tally.inflight.items()}
         wall = time.monotonic() - start
         time.sleep(5)  # let the server settle, then read what it keeps
-        end_rss = __import__("psutil").Process(server.pid).memory_info().rss
+        end_rss = tree_rss(server.pid)
     finally:
         stop_watch.set()
         server.terminate()
