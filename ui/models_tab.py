@@ -36,13 +36,13 @@ class ModelsDeps:
 
 def list_models(deps: ModelsDeps) -> tuple[list[list[Any]], str, gr.Dropdown]:
     """The loaded models as table rows, a memory summary, and the unload choices."""
-    # memory: resident bytes the load added for the OpenVINO engine, the weights' size for torch models
+    # memory: an OpenVINO model's engine process as it is now, what the load added for torch models
     rows = [[r.key, r.task, r.device, r.engine, r.dtype, round(r.parameters / 1e6, 1), r.memory_mb, r.load_seconds,
              r.idle_seconds, r.in_use, r.source, r.activity] for r in deps.cache.rows()]
-    rss = psutil.Process(os.getpid()).memory_info().rss / 2**20
     loading = deps.cache.loading()
     summary = (f"**{len(rows)}** loaded (limit {deps.cache.max_models}) · models "
-               f"**{deps.cache.memory_bytes() / 2**20:.0f} MB** · app process **{rss:.0f} MB** resident")
+               f"**{sum(row[6] for row in rows):.0f} MB** · the app **{_app_resident_mb():.0f} MB** resident "
+               f"(with its engine and training processes)")
     if loading:
         summary += f" · loading: {', '.join(loading)}"
     note = deps.placement_note()
@@ -116,3 +116,15 @@ def build(deps: ModelsDeps) -> ModelsTab:
     refresh.click(listing, None, view, api_name="models_list")
     timer.tick(listing, None, view, api_visibility="private", show_progress="hidden")
     return ModelsTab(view=view, on_load=[PageLoad(listing, [], view)])
+
+
+def _app_resident_mb() -> float:
+    """This process and its children (an OpenVINO engine process per model, a fine-tuning run)."""
+    me = psutil.Process(os.getpid())
+    total = me.memory_info().rss
+    for child in me.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:  # it ended while we looked
+            pass
+    return total / 2**20
