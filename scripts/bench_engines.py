@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from bench_engines_app import STORIES as FOUR_STORIES  # noqa: E402
 from bench_engines_app import app_side  # noqa: E402
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -140,6 +141,7 @@ def openvino_side(folder: Path, args, lines: list[str], tok, properties: dict) -
         out, first, total = generate(story, args.new_tokens)
         runs.append((len(out) - 1) / (total - first))
     memory = rss_mb() - before
+    first_tokens = arrivals(pipe, [chat_ids(tok, [{"role": "user", "content": s}]) for s in FOUR_STORIES])
     replies = {p: generate(chat_ids(tok, [{"role": "user", "content": p}]), 32, ignore_eos=False)[0]
                for p in PROMPTS_20}
     pipe = None  # one engine in memory at a time
@@ -155,9 +157,38 @@ def openvino_side(folder: Path, args, lines: list[str], tok, properties: dict) -
         z -= np.log(np.exp(z).sum(-1, keepdims=True))
         return float(sum(z[i, line_ids[i + 1]] for i in range(len(line_ids) - 1)))
 
-    return {"load_s": round(load, 2), "decode_tok_s": round(statistics.median(runs), 2),
+    return {"load_s": round(load, 2), "first_tokens": first_tokens, "decode_tok_s": round(statistics.median(runs), 2),
             "runs_tok_s": [round(r, 2) for r in runs], "ttft_s": round(first, 3), "model_rss_mb": round(memory),
             "perplexity": perplexity(logprob, lines, tok), "replies": replies}
+
+
+def arrivals(pipe, prompts: list[list[int]], repeats: int = 5) -> dict:
+    """The engine alone, as the app's four-people measurement meets it: one person's time to first token, then four
+    prompts where the first starts alone and three join at the next step (median of their first tokens)."""
+    import numpy as np
+    import openvino as ov
+    import openvino_genai as og
+
+    def first_tokens(batch: list[list[int]], join_after_step: bool) -> list[float]:
+        config = og.GenerationConfig()
+        config.max_new_tokens, config.do_sample = 8, False
+        start, handles = time.perf_counter(), []
+        for i, ids in enumerate(batch):
+            handles.append(pipe.add_request(1000 + i, ov.Tensor(np.asarray([ids], dtype=np.int64)), config))
+            if i == 0 and join_after_step:
+                pipe.step()
+        first: dict[int, float] = {}
+        while pipe.has_non_finished_requests():
+            pipe.step()
+            for i, handle in enumerate(handles):
+                if i not in first and handle.can_read():
+                    handle.read()
+                    first[i] = time.perf_counter() - start
+        return [first.get(i, math.inf) for i in range(len(handles))]
+
+    one = statistics.median(first_tokens(prompts[:1], False)[0] for _ in range(repeats))
+    four = statistics.median(statistics.median(first_tokens(prompts, True)) for _ in range(repeats))
+    return {"one_ttft_s": round(one, 3), "four_median_ttft_s": round(four, 3), "four_over_one": round(four / one, 2)}
 
 
 def onnx_side(folder: str, args) -> dict:
