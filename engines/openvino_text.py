@@ -1,11 +1,11 @@
 """The quantized CPU engine: OpenVINO GenAI's continuous batching pipeline behind the same `Batcher` interface.
 
-The pipeline runs in a process of its own (engines/openvino_worker.py): its `step()` keeps the interpreter lock while
-it computes, which in this process would hold up every other thread (HTTP, gradio, the next person's prompt) for the
-length of each step. Here one thread per loaded model sends waiting requests to that process (up to `max_batch` at
-once; they join at its next step) and hands each request's tokens to its queue as ("token" | "end" | "error", value,
-probability) triples, exactly like `engines.batching.Batcher`, so `GenerationRun` streams either one. Unloading the
-model ends its process, which gives all of its memory back.
+The pipeline runs in a process of its own (engines/openvino_worker.py, started by engines/openvino_process.py): its
+`step()` keeps the interpreter lock while it computes, which in this process would hold up every other thread (HTTP,
+gradio, the next person's prompt) for the length of each step. Here one thread per loaded model sends waiting
+requests to that process (up to `max_batch` at once; they join at its next step) and hands each request's tokens to
+its queue as ("token" | "end" | "error", value, probability) triples, exactly like `engines.batching.Batcher`, so
+`GenerationRun` streams either one. Unloading the model ends its process, which gives all of its memory back.
 
 What the engine gives per request: its own sampling settings and seed (the same text alone or in a batch), the
 probability of the chosen token only (no alternatives), and a stop at once (no token after the flag is passed on;
@@ -22,15 +22,12 @@ import logging
 import math
 import os
 import queue
-import socket
-import subprocess
-import sys
 import threading
 import weakref
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from pathlib import Path
 
 from engines.batching import BatchStats, WaitingLine
@@ -38,14 +35,13 @@ from engines.cache import Loaded
 from engines.constraints import Constraint
 from engines.generation import TextModel
 from engines.gguf_openvino import ensure_tokenizer, facts
+from engines.openvino_process import EngineProcess
 from engines.params import GenerationParams
 from errors import InvalidInput, Unavailable
 
 logger = logging.getLogger(__name__)
 ENGINE = "openvino"
-WORKER = Path(__file__).with_name("openvino_worker.py")
 POLL_S = 0.02  # how often the batch thread looks at stop flags while the engine computes a step
-LOAD_TIMEOUT_S = 600
 KV_BLOCK_TOKENS = 32  # tokens per key/value block in OpenVINO's CPU plugin (1 GB held 2,452 blocks of SmolLM2)
 _LIVE: weakref.WeakSet[OpenVINOBatcher] = weakref.WeakSet()
 
@@ -60,66 +56,6 @@ def available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("openvino_genai") is not None
-
-
-class EngineProcess:
-    """engines/openvino_worker.py running in a child process, and the socket to it (protocol: that module)."""
-
-    def __init__(self, name: str):
-        ours, theirs = socket.socketpair()
-        self.name = name
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), str(theirs.fileno())], pass_fds=(theirs.fileno(),),
-                                     stdin=subprocess.DEVNULL)
-        theirs.close()
-        self.conn = Connection(ours.detach())
-        self._send_lock, self.read_lock = threading.Lock(), threading.Lock()
-
-    def send(self, message: tuple) -> None:
-        with self._send_lock:
-            self.conn.send(message)
-
-    def load(self, folder: Path, scheduler: dict, properties: dict) -> int:
-        """Build the pipeline in the child; returns its resident bytes. Raises Unavailable naming the model."""
-        self.send(("load", str(folder), scheduler, properties))
-        if not self.conn.poll(LOAD_TIMEOUT_S):
-            self.close()
-            raise Unavailable(f"{self.name}: the OpenVINO engine did not build the model within {LOAD_TIMEOUT_S} s")
-        try:
-            reply = self.conn.recv()
-        except EOFError:
-            raise Unavailable(f"{self.name}: the OpenVINO engine process ended while building the model "
-                              f"({self.ended()}); free some memory and load it again") from None
-        if reply[0] != "loaded":
-            self.close()
-            raise Unavailable(f"{self.name}: the OpenVINO engine could not build the model: {reply[1]}")
-        return reply[1]
-
-    def resident_bytes(self) -> int | None:
-        """The engine process's resident memory now (None once it is gone)."""
-        import psutil
-
-        try:
-            return psutil.Process(self.proc.pid).memory_info().rss if self.proc.poll() is None else None
-        except psutil.Error:
-            return None
-
-    def ended(self) -> str:
-        code = self.proc.poll()
-        if code is None:
-            return "still running"
-        return "killed: out of memory?" if code == -9 else f"exit code {code}"
-
-    def close(self) -> None:
-        try:
-            self.send(("close",))
-        except OSError:  # already gone
-            pass
-        self.conn.close()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 @dataclass(eq=False)
