@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -184,7 +185,8 @@ def openvino_folder(source: Path, models_dir: Path, name: str, weights: str = "i
     stamp = "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(source.iterdir())
                      if p.is_file())
     tag = hashlib.sha256(f"{source.resolve()}|{weights}|{stamp}".encode()).hexdigest()[:12]
-    folder = models_dir / "openvino" / f"{source.name}-{weights}-{tag}"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "--", name.strip("/")) or source.name  # a hub snapshot's folder is a hash
+    folder = models_dir / "openvino" / f"{slug[-80:]}-{weights}-{tag}"
     if (folder / gguf_openvino.COMPLETE).is_file():
         return folder
     report = progress or (lambda f, m: logger.info("[%3.0f%%] %s", f * 100, m))

@@ -59,6 +59,8 @@ def test_a_hub_model_is_converted_once_and_answers_as_on_torch(tmp_path, models_
     row = next(r for r in text.cache.rows() if r.key == "test-org/sharp-llama")
     assert (row.engine, row.source) == ("openvino", "hub cache")
     assert any("converting test-org/sharp-llama to int8" in s for s in steps)
+    assert [p.name[:-13] for p in (tmp_path / "models" / "openvino").iterdir() if p.is_dir()] == [
+        "test-org--sharp-llama-int8"]
     on_openvino = greedy(text, "test-org/sharp-llama")
     torch_text = text_engine(tmp_path, models_root, "torch")
     assert on_openvino == greedy(torch_text, str(sharp_llama))  # int8 keeps the sharp model's greedy tokens
