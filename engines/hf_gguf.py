@@ -12,9 +12,11 @@ is Q8_0. The token embedding stays Q8_0 in both (as llama.cpp's own Q4_1 files h
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -176,9 +178,6 @@ def openvino_folder(source: Path, models_dir: Path, name: str, weights: str = "i
         NotConvertible: the architecture or tokenizer is not one the engine reads (checked before any work).
         GGUFError: the disk filled up or the engine could not build the model (the message names the model).
     """
-    import hashlib
-    import shutil
-
     from engines import gguf_openvino
 
     check_convertible(source)
@@ -209,8 +208,6 @@ def openvino_folder(source: Path, models_dir: Path, name: str, weights: str = "i
 
 def _use_source_tokenizer(source: Path, folder: Path) -> None:
     """The model's own tokenizer and config (exact), not the ones rebuilt from the GGUF file."""
-    import shutil
-
     from transformers import AutoTokenizer
 
     from engines.gguf_openvino import ensure_tokenizer

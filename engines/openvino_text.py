@@ -69,7 +69,6 @@ class OVRequest:
     constraint: Constraint | None = None  # compiled by the engine itself (its structured output)
     out: queue.Queue = field(default_factory=queue.Queue)
     rid: int = 0
-    generated: int = 0
 
 
 class OpenVINOBatcher(WaitingLine):
@@ -232,7 +231,6 @@ class OpenVINOBatcher(WaitingLine):
             finished, tokens = True, []
         for i, token in enumerate(tokens):
             prob = math.exp(log_probs[i]) if req.with_probs and i < len(log_probs) else None
-            req.generated += 1
             req.out.put(("token", token, prob))
         if finished:
             self._finish(req)

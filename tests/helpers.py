@@ -64,6 +64,18 @@ def sharp_llama(seed: int = 0, context: int = 2048):
     return LlamaForCausalLM(cfg).eval()
 
 
+def cpu_text_engine(roots: tuple[Path, ...], models_dir: Path, max_models: int = 1, **options):
+    """The real TextEngine on the CPU in float32, resolving only local folders under `roots` (offline);
+    `options` go to TextEngine (engine, max_batch, threads, ov_weights, ...)."""
+    from engines.cache import ModelCache
+    from engines.device import choose_placement
+    from engines.resolve import HubProbe, ModelResolver
+    from engines.text import TextEngine
+
+    resolver = ModelResolver(tuple(roots), models_dir, HubProbe(offline=True))
+    return TextEngine(ModelCache(max_models=max_models), resolver, choose_placement("cpu", "float32"), **options)
+
+
 def make_config(tmp_path: Path, models_root: Path, **overrides) -> AppConfig:
     values = dict(data_dir=tmp_path / "data", allowed_dirs=(models_root,), offline=True, preload=False,
                   port=free_port(), max_new_tokens=512, rate_limit_per_min=1000,

@@ -53,13 +53,9 @@ def test_valid_constraints_compile_and_keep_their_label():
 
 @pytest.fixture(scope="module")
 def engine(models_root, sharp_llama):
-    from engines.cache import ModelCache
-    from engines.device import choose_placement
-    from engines.resolve import HubProbe, ModelResolver
-    from engines.text import TextEngine
+    from helpers import cpu_text_engine
 
-    resolver = ModelResolver((models_root,), models_root / "cache", HubProbe(offline=True))
-    text = TextEngine(ModelCache(max_models=1), resolver, choose_placement("cpu", "float32"), max_batch=4)
+    text = cpu_text_engine((models_root,), models_root / "cache", max_batch=4)
     yield text, str(sharp_llama)
     text.cache.close()
 

@@ -37,14 +37,10 @@ def hub_cache(tmp_path, monkeypatch):
 
 
 def text_engine(tmp_path, models_root, engine: str, ov_weights: str = "int8"):
-    from engines.cache import ModelCache
-    from engines.device import choose_placement
-    from engines.resolve import HubProbe, ModelResolver
-    from engines.text import TextEngine
+    from helpers import cpu_text_engine
 
-    resolver = ModelResolver((models_root,), tmp_path / "models", HubProbe(offline=True))
-    return TextEngine(ModelCache(max_models=2), resolver, choose_placement("cpu", "float32"), engine=engine,
-                      max_batch=4, threads=1, ov_weights=ov_weights)
+    return cpu_text_engine((models_root,), tmp_path / "models", max_models=2, engine=engine, max_batch=4, threads=1,
+                           ov_weights=ov_weights)
 
 
 def greedy(text, ref: str) -> list[str]:

@@ -22,15 +22,11 @@ GREEDY = GenerationParams(temperature=0, repetition_penalty=1.0, max_new_tokens=
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory, models_root):
-    from engines.cache import ModelCache
-    from engines.device import choose_placement
-    from engines.resolve import HubProbe, ModelResolver
-    from engines.text import TextEngine
+    from helpers import cpu_text_engine
 
     data = default_data_dir()  # the OpenVINO copy is built there once (as `make prepare` does) and reused
-    resolver = ModelResolver((models_root, data), data / "models", HubProbe(offline=True))
-    text = TextEngine(ModelCache(max_models=3), resolver, choose_placement("cpu", "float32"), engine="openvino",
-                      max_batch=4, threads=2)
+    text = cpu_text_engine((models_root, data), data / "models", max_models=3, engine="openvino", max_batch=4,
+                           threads=2)
     text.load(MODEL)
     yield text
     text.cache.close()

@@ -13,7 +13,7 @@ import threading
 import jsonschema
 import openai
 import pytest
-from helpers import fake_services, make_config, start_app
+from helpers import cpu_text_engine, fake_services, make_config, start_app
 from openai.types.chat import ChatCompletionMessageToolCall
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -34,16 +34,11 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
 
 def start(tmp_path_factory, models_root, engine_kind: str):
     from config import default_data_dir
-    from engines.cache import ModelCache
-    from engines.device import choose_placement
-    from engines.resolve import HubProbe, ModelResolver
-    from engines.text import TextEngine
 
     config = make_config(tmp_path_factory.mktemp(f"structured-{engine_kind}"), models_root)
     data = default_data_dir()  # the embedded model's OpenVINO copy is built there once and reused
-    resolver = ModelResolver((models_root, data), data / "models", HubProbe(offline=True))
-    engine = TextEngine(ModelCache(max_models=1), resolver, choose_placement("cpu", "float32"), max_batch=4,
-                        engine=engine_kind, threads=2 if engine_kind == "openvino" else None)
+    engine = cpu_text_engine((models_root, data), data / "models", max_batch=4, engine=engine_kind,
+                             threads=2 if engine_kind == "openvino" else None)
     services = fake_services(config, engine)
     demo, url = start_app(services)
     return demo, openai.OpenAI(base_url=url + "v1", api_key="none", max_retries=0, timeout=120), url
