@@ -44,6 +44,10 @@ class EmbedWorker:
         self.embedded = 0
         self._wake = threading.Event()
         self._idle = threading.Event()
+        # counts wake() calls: idle is only declared when no wake came in since the empty look at the table,
+        # else a row written between that look and `_idle.set()` would be reported as done
+        self._wakes = 0
+        self._wakes_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -55,7 +59,9 @@ class EmbedWorker:
 
     def wake(self) -> None:
         """New rows were written: look for them now."""
-        self._idle.clear()
+        with self._wakes_lock:
+            self._wakes += 1
+            self._idle.clear()
         self._wake.set()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -87,6 +93,7 @@ class EmbedWorker:
             if self.yield_to is not None and self.yield_to():
                 self._stop.wait(0.25)  # on 2 cores, embedding beside a generation slows both
                 continue
+            wakes_seen = self._wakes
             try:
                 done = self.run_once()
                 self.error, backoff = "", 1.0
@@ -97,7 +104,9 @@ class EmbedWorker:
                 backoff = min(backoff * 2, 60.0)
                 continue
             if done == 0:
-                self._idle.set()
+                with self._wakes_lock:
+                    if self._wakes == wakes_seen:
+                        self._idle.set()
                 self._wake.wait(5.0)
                 self._wake.clear()
 

@@ -86,3 +86,38 @@ def test_sigkill_during_ingest_loses_at_most_the_batch_in_flight(tmp_path):
 
     kill_during_ingest(folder, min_vectors=again["vectors"] + 30, extra_wait=0.07)  # and once more, elsewhere
     check_consistent(counts(folder / "collections.db"))
+
+
+class RowWrittenDuringEmptyLook:
+    """A table that finds nothing on its first look, and a row is written (and the worker woken) during that look."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, str] = {}
+        self.vectors: dict[int, object] = {}
+        self.looks = 0
+        self.worker = None
+
+    def pending(self, limit: int) -> list[tuple[int, str]]:
+        self.looks += 1
+        found = [(i, t) for i, t in self.rows.items() if i not in self.vectors][:limit]
+        if self.looks == 1:
+            self.rows[1] = "written while the worker looked"
+            self.worker.wake()
+        return found
+
+    def store_vectors(self, ids: list[int], vectors) -> int:
+        self.vectors.update(zip(ids, vectors, strict=True))
+        return len(ids)
+
+
+def test_idle_is_never_reported_while_a_woken_row_waits():
+    from store.worker import EmbedWorker
+
+    table = RowWrittenDuringEmptyLook()
+    table.worker = EmbedWorker(table, HashEmbedder(dim=8, delay_s=0.5))  # slow: a wrong idle shows
+    table.worker.start()
+    try:
+        assert table.worker.wait_idle(10)
+        assert list(table.vectors) == [1], "idle was reported with a row written before the wake still unembedded"
+    finally:
+        table.worker.stop()
