@@ -102,7 +102,32 @@ def ensure_ir(gguf: Path, folder: Path, name: str, progress: Progress | None = N
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
         report(1.0, f"prepared in {time.perf_counter() - start:.1f} s")
+    prune_stale(folder.parent, keep=folder)
     return folder
+
+
+def prune_stale(openvino_dir: Path, keep: Path) -> list[Path]:
+    """Remove the prepared folders whose source is gone; returns them.
+
+    A folder is named after its source's path and time of change, so every new copy of a file (a reinstalled or
+    upgraded package, a fresh virtual environment) gets a new folder, ~100 MB each for the embedded model: without
+    this the data directory grew by one such folder per reinstall, never read again.
+    """
+    removed = []
+    for marker in openvino_dir.glob(f"*/{COMPLETE}"):
+        folder = marker.parent
+        try:
+            source = Path(json.loads(marker.read_text())["source"])
+        except (OSError, ValueError, KeyError):
+            continue  # not one of ours, or being written: leave it
+        if folder == keep or source.exists():
+            continue
+        with FileLock(str(folder) + ".lock"):
+            shutil.rmtree(folder, ignore_errors=True)
+        Path(str(folder) + ".lock").unlink(missing_ok=True)
+        logger.info("removed %s: its source %s is gone", folder, source)
+        removed.append(folder)
+    return removed
 
 
 def _build(gguf: Path, tmp: Path, reader, report: Progress) -> None:

@@ -202,8 +202,25 @@ def openvino_folder(source: Path, models_dir: Path, name: str, weights: str = "i
                                       f"some disk space and load it again") from exc
     finally:
         gguf.unlink(missing_ok=True)
+    _record_source(folder, source)
     _use_source_tokenizer(source, folder)
     return folder
+
+
+COMPLETE_TMP = ".complete.tmp"
+
+
+def _record_source(folder: Path, source: Path) -> None:
+    """The folder's source is the model, not the GGUF file written on the way (and removed): the folder is kept
+    while the model is there (engines/gguf_openvino.prune_stale)."""
+    from engines import gguf_openvino
+
+    marker = folder / gguf_openvino.COMPLETE
+    facts = json.loads(marker.read_text())
+    facts["source"] = str(source)
+    written = marker.with_name(COMPLETE_TMP)
+    written.write_text(json.dumps(facts))
+    written.replace(marker)  # whole or not at all: a half-written marker would make the folder unreadable
 
 
 def _use_source_tokenizer(source: Path, folder: Path) -> None:

@@ -57,6 +57,8 @@ def test_a_hub_model_is_converted_once_and_answers_as_on_torch(tmp_path, models_
     assert any("converting test-org/sharp-llama to int8" in s for s in steps)
     assert [p.name[:-13] for p in (tmp_path / "models" / "openvino").iterdir() if p.is_dir()] == [
         "test-org--sharp-llama-int8"]
+    folder = next(p for p in (tmp_path / "models" / "openvino").iterdir() if p.is_dir())
+    assert json.loads((folder / ".complete").read_text())["source"].endswith("snapshots/0123abcd")  # kept while there
     on_openvino = greedy(text, "test-org/sharp-llama")
     torch_text = text_engine(tmp_path, models_root, "torch")
     assert on_openvino == greedy(torch_text, str(sharp_llama))  # int8 keeps the sharp model's greedy tokens
@@ -113,3 +115,19 @@ def test_a_damaged_tokenizer_is_a_clear_refusal(tmp_path, models_root, sharp_lla
     for engine in ("torch", "openvino"):
         with pytest.raises(ModelLoadError, match=r"damaged-tokenizer.*tokenizer"):
             text_engine(tmp_path, models_root, engine).load(str(folder))
+
+
+def test_a_prepared_folder_whose_source_is_gone_is_removed_at_the_next_build(tmp_path):
+    from engines.gguf_openvino import COMPLETE, prune_stale
+
+    root = tmp_path / "openvino"
+    there, gone = tmp_path / "there.gguf", tmp_path / "gone.gguf"
+    there.write_bytes(b"x")
+    for name, source in (("kept", there), ("stale", gone), ("new", gone)):
+        (root / name).mkdir(parents=True)
+        (root / name / COMPLETE).write_text(json.dumps({"source": str(source)}))
+        (root / f"{name}.lock").touch()
+    (root / "half-written").mkdir()  # no marker: being built, or not ours
+    removed = prune_stale(root, keep=root / "new")
+    assert removed == [root / "stale"]
+    assert sorted(p.name for p in root.iterdir()) == ["half-written", "kept", "kept.lock", "new", "new.lock"]
