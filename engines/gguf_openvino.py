@@ -83,13 +83,13 @@ def ensure_ir(gguf: Path, folder: Path, name: str, progress: Progress | None = N
     if (folder / COMPLETE).is_file():
         return folder
     report = progress or (lambda f, m: logger.info("[%3.0f%%] %s", f * 100, m))
+    report(0.0, f"checking {gguf.name}")
+    _, reader = read_header(gguf, name, fix)  # before the lock: a refused file leaves nothing in the data directory
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder) + ".lock"):
         if (folder / COMPLETE).is_file():  # another process finished it while we waited
             return folder
         start = time.perf_counter()
-        report(0.0, f"checking {gguf.name}")
-        _, reader = read_header(gguf, name, fix)
         tmp = folder.with_name(folder.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()

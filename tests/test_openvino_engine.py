@@ -144,6 +144,9 @@ def test_a_truncated_gguf_is_refused_by_name_and_the_model_stays(engine, models_
     with pytest.raises(UserError, match=r"garbage\.gguf: the GGUF file is damaged"):
         engine.load(str(garbage))
     assert MODEL in engine.cache and "Paris" in run(engine, GREEDY)[0]
+    left = [p.name for p in Path(engine.resolver.models_dir, "openvino").glob("*") if p.name.startswith(("broken",
+                                                                                                       "garbage"))]
+    assert not left, "a refused file leaves nothing in the data directory"
 
 
 def test_an_unsupported_architecture_is_refused_and_the_model_stays(engine, models_root):
@@ -162,7 +165,7 @@ def test_an_unsupported_architecture_is_refused_and_the_model_stays(engine, mode
     with pytest.raises(UserError, match=r"tiny-mamba\.gguf.*cannot run a 'mamba' GGUF.*--engine torch"):
         engine.load(str(path))
     assert MODEL in engine.cache
-    assert not [p for p in Path(engine.resolver.models_dir, "openvino").glob("tiny-mamba*") if p.is_dir()]
+    assert not list(Path(engine.resolver.models_dir, "openvino").glob("tiny-mamba*"))
 
 
 def test_the_engine_runs_in_its_own_process_which_unloading_ends(engine):
