@@ -157,7 +157,7 @@ def _build(gguf: Path, tmp: Path, reader, report: Progress) -> None:
     config.save_pretrained(tmp)
     link.unlink()
     types = Counter(t.tensor_type.name for t in reader.tensors)
-    facts = {"source": str(gguf), "weights": ", ".join(f"{k} x{v}" for k, v in types.most_common()),
+    facts = {"source": str(gguf.resolve()), "weights": ", ".join(f"{k} x{v}" for k, v in types.most_common()),
              "main_type": types.most_common(1)[0][0], "parameters": int(sum(t.n_elements for t in reader.tensors))}
     (tmp / COMPLETE).write_text(json.dumps(facts))
 

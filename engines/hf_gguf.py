@@ -217,7 +217,7 @@ def _record_source(folder: Path, source: Path) -> None:
 
     marker = folder / gguf_openvino.COMPLETE
     facts = json.loads(marker.read_text())
-    facts["source"] = str(source)
+    facts["source"] = str(source.resolve())
     written = marker.with_name(COMPLETE_TMP)
     written.write_text(json.dumps(facts))
     written.replace(marker)  # whole or not at all: a half-written marker would make the folder unreadable
