@@ -107,7 +107,7 @@ def ensure_ir(gguf: Path, folder: Path, name: str, progress: Progress | None = N
 
 
 def prune_stale(openvino_dir: Path, keep: Path) -> list[Path]:
-    """Remove the prepared folders whose source is gone; returns them.
+    """Remove the prepared folders whose source is gone or has changed since; returns them.
 
     A folder is named after its source's path and time of change, so every new copy of a file (a reinstalled or
     upgraded package, a fresh virtual environment) gets a new folder, ~100 MB each for the embedded model: without
@@ -120,7 +120,7 @@ def prune_stale(openvino_dir: Path, keep: Path) -> list[Path]:
             source = Path(json.loads(marker.read_text())["source"])
         except (OSError, ValueError, KeyError):
             continue  # not one of ours, or being written: leave it
-        if folder == keep or source.exists():
+        if folder == keep or _current(folder, source):
             continue
         with FileLock(str(folder) + ".lock"):
             shutil.rmtree(folder, ignore_errors=True)
@@ -128,6 +128,15 @@ def prune_stale(openvino_dir: Path, keep: Path) -> list[Path]:
         logger.info("removed %s: its source %s is gone", folder, source)
         removed.append(folder)
     return removed
+
+
+def _current(folder: Path, source: Path) -> bool:
+    """Whether `folder` is still the copy of `source`: it is there and, for a GGUF file, unchanged since."""
+    if not source.exists():
+        return False
+    if source.is_file() and folder.name.startswith(source.stem + "-"):
+        return folder_for(source, folder.parent.parent) == folder  # a new version of the file has a new folder
+    return True  # a converted model's source folder (engines/hf_gguf.py): kept while the model is there
 
 
 def _build(gguf: Path, tmp: Path, reader, report: Progress) -> None:

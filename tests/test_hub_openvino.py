@@ -117,17 +117,23 @@ def test_a_damaged_tokenizer_is_a_clear_refusal(tmp_path, models_root, sharp_lla
             text_engine(tmp_path, models_root, engine).load(str(folder))
 
 
-def test_a_prepared_folder_whose_source_is_gone_is_removed_at_the_next_build(tmp_path):
-    from engines.gguf_openvino import COMPLETE, prune_stale
+def test_a_prepared_folder_whose_source_is_gone_or_changed_is_removed_at_the_next_build(tmp_path):
+    from engines.gguf_openvino import COMPLETE, folder_for, prune_stale
 
     root = tmp_path / "openvino"
-    there, gone = tmp_path / "there.gguf", tmp_path / "gone.gguf"
+    there, gone, changed = tmp_path / "there.gguf", tmp_path / "gone.gguf", tmp_path / "changed.gguf"
     there.write_bytes(b"x")
-    for name, source in (("kept", there), ("stale", gone), ("new", gone)):
+    changed.write_bytes(b"y")
+    old_copy = folder_for(changed, tmp_path).name
+    changed.write_bytes(b"a new version of the file")
+    for name, source in (("kept", there), ("stale", gone), ("new", gone), (folder_for(there, tmp_path).name, there),
+                         (old_copy, changed)):
         (root / name).mkdir(parents=True)
         (root / name / COMPLETE).write_text(json.dumps({"source": str(source)}))
         (root / f"{name}.lock").touch()
     (root / "half-written").mkdir()  # no marker: being built, or not ours
     removed = prune_stale(root, keep=root / "new")
-    assert removed == [root / "stale"]
-    assert sorted(p.name for p in root.iterdir()) == ["half-written", "kept", "kept.lock", "new", "new.lock"]
+    assert sorted(removed) == sorted([root / "stale", root / old_copy])
+    current = folder_for(there, tmp_path).name
+    assert sorted(p.name for p in root.iterdir()) == sorted(["half-written", "kept", "kept.lock", "new", "new.lock",
+                                                            current, current + ".lock"])
