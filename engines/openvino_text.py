@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from engines import openvino_process
 from engines.batching import BatchStats, WaitingLine
 from engines.cache import Loaded
 from engines.constraints import Constraint
@@ -250,10 +251,12 @@ class OpenVINOBatcher(WaitingLine):
 
 
 def _release(process: EngineProcess, *fds: int) -> None:
-    """When the model is unloaded (or closed): end its engine process, close the wake-up pipe."""
+    """When the model is unloaded (or closed): end its engine process, close the wake-up pipe, and have a spare
+    process ready for the next load (openvino_process.keep_spare)."""
     process.close()
     for fd in fds:
         os.close(fd)
+    openvino_process.keep_spare()
 
 
 def settings(req: OVRequest, eos_ids: list[int]) -> dict:
@@ -278,7 +281,7 @@ def load_folder(folder: Path, name: str, source: str, *, threads: int | None, ma
     me = psutil.Process(os.getpid())
     before = me.memory_info().rss
     ensure_tokenizer(folder)
-    process = EngineProcess(name)
+    process = openvino_process.start(name)
     try:
         with ThreadPoolExecutor(1) as pool:  # the tokenizer loads here while the engine process builds the model
             tokenizer_job = pool.submit(AutoTokenizer.from_pretrained, folder)
@@ -335,5 +338,6 @@ def _warm_up(batcher: OpenVINOBatcher, tokenizer) -> None:
 
 @atexit.register
 def _close_all() -> None:
+    openvino_process.close_spare()  # first: the processes ended below must not start a spare on the way out
     for batcher in list(_LIVE):
         batcher.close()

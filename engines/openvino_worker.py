@@ -13,7 +13,8 @@ standard library, so it starts in about half a second). It talks over the socket
     engine -> app: ("loaded", rss_bytes) or ("load_failed", message); then for each step that produced
                    something ("step", [(rid, tokens, log_probs, finished), ...]); ("refused", rid, message) when the
                    engine rejects a request's settings; ("failed", [rid, ...], message) when a step fails
-The process ends when the app closes the socket (including when the app dies).
+The process ends when the app closes the socket (including when the app dies). It imports OpenVINO GenAI before it
+reads the first message, so a spare process started ahead (engines/openvino_process.py) has that done.
 """
 
 from __future__ import annotations
@@ -164,7 +165,12 @@ def resident_bytes() -> int:
 def main(fd: int) -> None:
     conn = Connection(fd)
     try:
-        _, folder, scheduler, properties = conn.recv()
+        import openvino_genai  # noqa: F401  # before the first message: a spare process waits with it imported
+
+        message = conn.recv()
+        if message[0] != "load":  # a spare process closed without being used
+            return
+        _, folder, scheduler, properties = message
         try:
             engine = Engine(conn, lambda: pipeline(folder, scheduler, properties))
         except Exception as exc:  # any failure to build goes back to the app as a message

@@ -147,13 +147,18 @@ def app_side(args, raw_decode_tok_s: float) -> dict:
         # gradio_client gives a Dataframe as {"headers": [...], "data": [[...]]}
         headers, rows = (table["headers"], table["data"]) if isinstance(table, dict) else ([], table)
         api = api_side(url, args.new_tokens, args.repeats)
-        client.predict(MODEL, api_name="/unload_model")
-        loads.append(_load(client))  # warm: libraries imported, the OpenVINO folder built, files in the page cache
+        warm = {}
+        for pause in (0, 1, 1, 1):  # warm: libraries imported, the OpenVINO folder built, files in the page cache
+            client.predict(MODEL, api_name="/unload_model")
+            time.sleep(pause)  # 0: at once (the spare engine process the unload starts is still importing)
+            warm.setdefault(pause, []).append(round(_load(client), 2))
+        loads.append(statistics.median(warm[1]))
     finally:
         proc.terminate()
         proc.wait(10)
     return {"startup_to_http_200_s": round(startup, 2), "target_startup_s": "<= 10",
             "load_model_call_s_first_then_warm": [round(x, 2) for x in loads], "target_warm_load_s": "<= 2",
+            "warm_load_s_at_once_after_unload": warm[0], "warm_load_s_1s_after_unload": warm[1],
             "memory_added_by_chat_model_mb": round(added), "target_memory_mb": "<= 300",
             "memory_split_mb": {"app_process_growth": round(app_added), "engine_process_rss": round(engine_mb)},
             "models_tab_row": dict(zip(headers, rows[0], strict=False)) if rows and headers else rows, **chat,

@@ -1,11 +1,13 @@
-"""Where a warm load of the embedded chat model goes on the OpenVINO engine, part by part.
+"""Where a warm load of the embedded chat model goes on the OpenVINO engine, part by part, with and without a spare.
 
-A warm load is a load of a model whose OpenVINO folder is already prepared (a `/load_model` after an unload). Each
-round times: starting a bare Python that imports openvino_genai (what the engine process pays before it builds),
-the engine process built from the folder (start + import + build, `EngineProcess.load`), the app's first short
-generation after it (`_warm_up`), and the whole of `openvino_text.load_folder`. One JSON object on stdout.
+A warm load is a load of a model whose OpenVINO folder is already prepared (a `/load_model` after an unload). An
+unload leaves a spare engine process (engines/openvino_process.keep_spare: Python started, OpenVINO GenAI imported)
+that the next load takes. Each round, after a pause (a person picking the next model), loads the model twice:
+once with the spare thrown away first (a fresh process, as before spares), once taking it. Timed: a bare Python
+importing openvino_genai, the engine process's build (`EngineProcess.load`), the first short generation
+(`_warm_up`) and the whole of `openvino_text.load_folder`. One JSON object on stdout.
 
-    flock /tmp/bench.lock python scripts/bench_warm_load.py [--rounds 4]
+    flock /tmp/bench.lock python scripts/bench_warm_load.py [--rounds 4] [--pause-s 1]
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ sys.path.insert(0, str(ROOT))
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
-def timed(times: dict[str, list[float]], name: str, fn: Callable) -> Callable:
+def timed(times: dict[str, list[float]], key: list[str], name: str, fn: Callable) -> Callable:
+    """`fn`, recording its seconds under `name` + the current `key[0]`."""
     def wrapper(*args, **kwargs):
         start = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:
-            times.setdefault(name, []).append(round(time.perf_counter() - start, 3))
+            times.setdefault(name + key[0], []).append(round(time.perf_counter() - start, 3))
     return wrapper
 
 
@@ -48,25 +51,30 @@ def prepared_folder() -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--pause-s", type=float, default=1.0, help="wait after each unload before the next load")
     args = parser.parse_args()
     from engines import openvino_process, openvino_text
 
     folder = prepared_folder()
     times: dict[str, list[float]] = {}
-    openvino_text._warm_up = timed(times, "warm_up_s", openvino_text._warm_up)
-    openvino_process.EngineProcess.load = timed(times, "engine_process_start_and_build_s",
-                                                openvino_process.EngineProcess.load)
+    key = [""]
+    openvino_text._warm_up = timed(times, key, "warm_up_s", openvino_text._warm_up)
+    openvino_process.EngineProcess.load = timed(times, key, "build_s", openvino_process.EngineProcess.load)
+    load = timed(times, key, "load_folder_s", openvino_text.load_folder)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import openvino_genai"], check=True)
+    times["python_start_and_import_s"] = [round(time.perf_counter() - start, 3)]
+    load(folder, MODEL, "embedded", threads=None, max_batch=8, max_waiting=16).value.batcher.close()  # first load
     for _ in range(args.rounds):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import openvino_genai"], check=True)
-        times.setdefault("python_start_and_import_s", []).append(round(time.perf_counter() - start, 3))
-        start = time.perf_counter()
-        loaded = openvino_text.load_folder(folder, MODEL, "embedded", threads=None, max_batch=8, max_waiting=16)
-        times.setdefault("load_folder_s", []).append(round(time.perf_counter() - start, 3))
-        loaded.value.batcher.close()
-    medians = {f"median_{k}": round(statistics.median(v), 3) for k, v in times.items()}
+        for key[0] in ("_fresh_process", "_spare_process"):
+            time.sleep(args.pause_s)
+            if key[0] == "_fresh_process":
+                openvino_process.start("thrown away").close()  # the spare the unload left
+            loaded = load(folder, MODEL, "embedded", threads=None, max_batch=8, max_waiting=16)
+            loaded.value.batcher.close()  # as an unload does: a spare engine process starts
+    medians = {f"median_{k}": round(statistics.median(v), 3) for k, v in times.items() if k.endswith("process")}
     print(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "folder": str(folder),
-                      "rounds": times, **medians}))
+                      "pause_s": args.pause_s, "rounds": times, **medians}))
 
 
 if __name__ == "__main__":

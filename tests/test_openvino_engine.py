@@ -178,6 +178,19 @@ def test_the_engine_runs_in_its_own_process_which_unloading_ends(engine):
     assert "Paris" in run(engine, GREEDY)[0]  # loaded again on demand
 
 
+def test_an_unload_leaves_a_spare_process_that_the_next_load_takes(engine):
+    from engines import openvino_process
+
+    assert engine.cache.unload(MODEL)
+    spare = openvino_process._spare
+    assert spare is not None and spare.proc.poll() is None
+    assert engine.load(MODEL).batcher.process is spare and openvino_process._spare is None
+    assert "Paris" in run(engine, GREEDY)[0]
+    unused = openvino_process.EngineProcess("never loaded")  # a spare ended at exit without a model
+    unused.close()
+    assert unused.proc.returncode == 0
+
+
 def test_a_dead_engine_process_fails_its_requests_clearly_and_a_reload_works(engine):
     from engines.generation import GenerationError
     from errors import Unavailable
