@@ -100,8 +100,7 @@ class Engine:
             if handle is not None:
                 handle.stop()
         elif kind == "trim":  # after the warm-up: give back what the build left, say what stays resident
-            trim_heap()
-            release_model_file_pages()
+            release_build_leftovers()
             self.conn.send(("resident", resident_bytes()))
         return kind != "close"
 
@@ -130,8 +129,7 @@ class Engine:
             self.conn.send(("failed", failed, str(exc)))
             self.pipe = None
             self.pipe = self.build()
-            trim_heap()
-            release_model_file_pages()
+            release_build_leftovers()
             return
         outputs = []
         for rid, handle in list(self.handles.items()):
@@ -148,6 +146,12 @@ class Engine:
                 outputs.append((rid, tokens, log_probs, finished))
         if outputs:
             self.conn.send(("step", outputs))
+
+
+def release_build_leftovers() -> None:
+    """What building the pipeline left behind: freed heap glibc keeps, and the weights file's pages."""
+    trim_heap()
+    release_model_file_pages()
 
 
 def trim_heap() -> None:
