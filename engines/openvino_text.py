@@ -138,7 +138,8 @@ class OpenVINOBatcher(WaitingLine):
             return self._waiting.index(req) + 1 if req in self._waiting else 0
 
     def resident_bytes(self) -> int:
-        """The engine process's resident memory, after giving back the heap its build left behind."""
+        """The engine process's resident memory, after it gives back what its build left (freed heap, the weights
+        file's pages: openvino_worker.release_build_leftovers)."""
         self._resident = None
         self.process.send(("trim",))
         while self._resident is None:
