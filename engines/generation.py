@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from engines.constraints import Constraint
 from engines.params import GenerationParams
+from engines.utf8_guard import Utf8Matcher, Utf8Table
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class TextModel:
     eos_ids: list[int]
     batcher: object | None = None  # a engines.batching.Batcher when concurrent requests can share forward passes
     compiler: object | None = field(default=None, repr=False)  # xgrammar's, built at the first constrained request
+    utf8: object | None = field(default=None, repr=False)  # engines.utf8_guard.Utf8Table, built with the compiler
 
     def compiled(self, constraint):
         """`constraint` compiled against this model's vocabulary (torch path; OpenVINO compiles its own)."""
@@ -44,6 +46,7 @@ class TextModel:
         if self.compiler is None:
             vocab = getattr(getattr(self.model, "config", None), "vocab_size", None)
             info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=vocab, stop_token_ids=self.eos_ids)
+            self.utf8 = Utf8Table(list(info.decoded_vocab))
             self.compiler = xgr.GrammarCompiler(info, max_threads=1)
         return self.compiler.compile_grammar(constraint.grammar())
 
@@ -169,7 +172,8 @@ class GenerationRun:
             return None
         import xgrammar as xgr
 
-        return xgr.GrammarMatcher(self.tm.compiled(self.constraint))
+        compiled = self.tm.compiled(self.constraint)
+        return Utf8Matcher(xgr.GrammarMatcher(compiled), self.tm.utf8)
 
     def stream(self, model_name: str, start: float, trim: dict[str, int]) -> Iterator[StreamUpdate]:
         """Yield updates as tokens arrive; the last one carries the stats."""
